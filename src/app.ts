@@ -1,0 +1,184 @@
+import 'reflect-metadata';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { expressMiddleware } from '@as-integrations/express5';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { graphqlUploadExpress } from 'graphql-upload-minimal';
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from './config.js';
+import { LinkSigner } from './auth/signed-links.js';
+import { resolveSecrets } from './auth/secrets.js';
+import { createAuthenticator } from './auth/tokens.js';
+import type { Database } from './db/prisma.js';
+import { isAppError } from './errors/index.js';
+import type { Context } from './graphql/context.js';
+import { ApolloServerPluginErrorLog, formatError } from './graphql/errors-plugin.js';
+import { createLoaders } from './graphql/loaders.js';
+import { buildAppSchema } from './graphql/schema.js';
+import { contentRoutes } from './http/content.routes.js';
+import { sendError } from './http/respond.js';
+import type { Logger } from './logger.js';
+import { MediaService } from './modules/media/media.service.js';
+import { MAX_BATCH, UploadService } from './modules/media/upload.service.js';
+import { MAX_SUPPORTED_SIZE } from './modules/policy/media-types.js';
+import { PolicyRegistry } from './modules/policy/policy.js';
+import { RolesService } from './modules/roles/roles.service.js';
+import type { Services } from './services.js';
+import { createStorage, type Storage } from './storage/index.js';
+
+export interface AppOptions {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  /** Replaces the configured storage (tests inject faulty drivers). */
+  storage?: Storage;
+}
+
+export interface RunningApp {
+  readonly url: string;
+  readonly services: Services;
+  stop(): Promise<void>;
+}
+
+/**
+ * Multipart requests are "simple" requests a browser sends cross-site without a
+ * preflight. Refuse them before the upload parser reads a byte unless they carry
+ * a header only scripts can set (Apollo's CSRF rule).
+ */
+function multipartCsrfGuard(req: Request, res: Response, next: NextFunction): void {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^multipart\/form-data/i.test(type)) return next();
+  if (req.get('apollo-require-preflight') || req.get('x-apollo-operation-name')) return next();
+  res.status(400).json({
+    errors: [
+      {
+        message:
+          'This operation has been blocked as a potential Cross-Site Request Forgery (CSRF). Send a non-empty `Apollo-Require-Preflight` header with multipart requests.',
+        extensions: { code: 'BAD_REQUEST' },
+      },
+    ],
+  });
+}
+
+/** Builds the services and the HTTP server and starts listening. */
+export async function startApp(options: AppOptions): Promise<RunningApp> {
+  const { config, logger, db } = options;
+  const storage = options.storage ?? createStorage(config);
+  const secrets = resolveSecrets(config);
+  const policies = PolicyRegistry.load(config.policyFile);
+  let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
+  const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
+  const services: Services = Object.freeze({
+    config,
+    logger,
+    db,
+    storage,
+    policies,
+    auth: createAuthenticator(config, secrets),
+    links: new LinkSigner(secrets.linkSigningKey),
+    urls: { base: () => baseUrl },
+    media,
+    uploads: new UploadService({ prisma: db.prisma, storage, policies, media, logger }),
+    roles: new RolesService({ prisma: db.prisma, media }),
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  const httpServer = http.createServer(app);
+
+  app.use((req, res, next) => {
+    const id = randomUUID();
+    res.locals['requestId'] = id;
+    res.setHeader('X-Request-Id', id);
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, string> = {};
+    await db.prisma.$queryRaw`SELECT 1`.then(() => (checks['database'] = 'ok')).catch(() => (checks['database'] = 'unavailable'));
+    await storage.check().then(() => (checks['storage'] = 'ok')).catch(() => (checks['storage'] = 'unavailable'));
+    const ok = Object.values(checks).every((v) => v === 'ok');
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', checks });
+  });
+
+  app.use(contentRoutes(services));
+
+  const apollo = new ApolloServer<Context>({
+    schema: await buildAppSchema(),
+    formatError,
+    csrfPrevention: true,
+    introspection: config.introspection,
+    allowBatchedHttpRequests: false,
+    includeStacktraceInErrorResponses: false,
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      ApolloServerPluginErrorLog(logger),
+      ApolloServerPluginLandingPageDisabled(),
+    ],
+  });
+  await apollo.start();
+
+  app.use(
+    '/graphql',
+    multipartCsrfGuard,
+    // One byte above the largest supported size: anything cut here is also over every limit we enforce.
+    graphqlUploadExpress({ maxFileSize: MAX_SUPPORTED_SIZE + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 }),
+    express.json({ limit: '1mb' }),
+    expressMiddleware(apollo, {
+      context: async ({ req, res }): Promise<Context> => {
+        let principal = null;
+        let authError = null;
+        try {
+          principal = await services.auth.authenticate({
+            authorization: req.headers.authorization,
+            workerType: req.get('x-worker-type'),
+            tenantId: req.get('x-tenant-id'),
+          });
+        } catch (e) {
+          if (!isAppError(e)) throw e;
+          authError = e;
+        }
+        return {
+          requestId: String(res.locals['requestId']),
+          principal,
+          authError,
+          services,
+          loaders: createLoaders(db.prisma, principal?.tenant ?? null),
+        };
+      },
+    }),
+  );
+
+  app.use((req, res) => sendError(res, { code: 'NOT_FOUND', message: `No route for ${req.method} ${req.path}` }));
+  // Errors from body parsers and the upload middleware (malformed multipart, too many files).
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const status = (err as { status?: number; statusCode?: number }).status ?? (err as { statusCode?: number }).statusCode ?? 500;
+    if (status === 413) return sendError(res, { code: 'PAYLOAD_TOO_LARGE', message: (err as Error).message });
+    if (status >= 400 && status < 500) return sendError(res, { code: 'BAD_USER_INPUT', message: (err as Error).message });
+    logger.error({ err, requestId: res.locals['requestId'] }, 'unhandled error');
+    sendError(res, { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' }, String(res.locals['requestId']));
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(config.port, config.host ?? '0.0.0.0', () => resolve());
+  });
+  const port = (httpServer.address() as AddressInfo).port;
+  if (!config.publicBaseUrl) baseUrl = `http://localhost:${port}`;
+
+  return {
+    url: `http://localhost:${port}`,
+    services,
+    stop: async () => {
+      await apollo.stop();
+      httpServer.closeAllConnections?.();
+    },
+  };
+}

@@ -1,0 +1,118 @@
+import { z } from 'zod';
+import path from 'node:path';
+
+// Configuration is read from the environment exactly once (loadConfig) and passed
+// down as a frozen object; nothing else in the service reads process.env.
+
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const boolString = z
+  .enum(['true', 'false', '1', '0'])
+  .optional()
+  .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1'));
+
+const workerKeys = optionalString.transform((raw, ctx) => {
+  const keys = new Map<string, ReadonlySet<string>>();
+  if (!raw) return keys;
+  for (const entry of raw.split(',')) {
+    const [key, types] = entry.split(':');
+    if (!key || !types || key.length < 16) {
+      ctx.addIssue({ code: 'custom', message: 'expected key:type1|type2,… with keys of at least 16 characters' });
+      return z.NEVER;
+    }
+    keys.set(key.trim(), new Set(types.split('|').map((t) => t.trim()).filter(Boolean)));
+  }
+  return keys;
+});
+
+const EnvSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: optionalString,
+  DATA_DIR: z.string().default('.data'),
+  DATABASE_URL: optionalString.pipe(z.string().url().optional()),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  S3_BUCKET: optionalString,
+  S3_ENDPOINT: optionalString.pipe(z.string().url().optional()),
+  S3_REGION: optionalString,
+  S3_FORCE_PATH_STYLE: boolString,
+  PUBLIC_BASE_URL: optionalString.pipe(z.string().url().optional()),
+  JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  WORKER_API_KEYS: workerKeys,
+  MEDIA_KEYS: optionalString,
+  MEDIA_POLICY_FILE: optionalString,
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  INTROSPECTION: boolString,
+  SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+});
+
+export interface Config {
+  readonly port: number;
+  readonly host: string | undefined;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolSize: number;
+  readonly s3: { readonly bucket: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle: boolean } | undefined;
+  readonly publicBaseUrl: string | undefined;
+  readonly jwt: {
+    readonly secret: string | undefined;
+    readonly jwksUrl: string | undefined;
+    readonly issuer: string | undefined;
+    readonly audience: string | undefined;
+  };
+  readonly workerKeys: ReadonlyMap<string, ReadonlySet<string>>;
+  readonly mediaKeys: string | undefined;
+  readonly policyFile: string | undefined;
+  readonly logLevel: string;
+  readonly introspection: boolean;
+  readonly signedUrlTtlSeconds: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses and validates the environment. Throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  if (e.JWT_SECRET && e.JWT_JWKS_URL) {
+    throw new ConfigError('invalid configuration:\n  JWT_SECRET and JWT_JWKS_URL are exclusive: set one');
+  }
+  if ((e.S3_ENDPOINT || e.S3_REGION || e.S3_FORCE_PATH_STYLE !== undefined) && !e.S3_BUCKET) {
+    throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when S3_ENDPOINT, S3_REGION or S3_FORCE_PATH_STYLE is set');
+  }
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: path.resolve(e.DATA_DIR),
+    databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    s3: e.S3_BUCKET
+      ? Object.freeze({
+          bucket: e.S3_BUCKET,
+          ...(e.S3_ENDPOINT ? { endpoint: e.S3_ENDPOINT } : {}),
+          ...(e.S3_REGION ? { region: e.S3_REGION } : {}),
+          forcePathStyle: e.S3_FORCE_PATH_STYLE ?? false,
+        })
+      : undefined,
+    publicBaseUrl: e.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
+    jwt: Object.freeze({ secret: e.JWT_SECRET, jwksUrl: e.JWT_JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE }),
+    workerKeys: e.WORKER_API_KEYS,
+    mediaKeys: e.MEDIA_KEYS,
+    policyFile: e.MEDIA_POLICY_FILE,
+    logLevel: e.LOG_LEVEL,
+    introspection: e.INTROSPECTION ?? true,
+    signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
+  });
+}

@@ -1,0 +1,23 @@
+import { AppError } from './app-error.js';
+import { ErrorCode } from './codes.js';
+
+// Factories for the errors clients see. Messages name the thing at fault and
+// never carry the code itself (extensions.code does).
+export const errors = {
+  badInput: (field: string, message: string) => new AppError(ErrorCode.BAD_USER_INPUT, message, { field }),
+  unauthenticated: (message = 'Authentication required: send Authorization: Bearer <token>') =>
+    new AppError(ErrorCode.UNAUTHENTICATED, message),
+  forbidden: (scope: string) =>
+    new AppError(ErrorCode.FORBIDDEN, `Missing scope "${scope}"`, { extensions: { scope } }),
+  forbiddenMessage: (message: string) => new AppError(ErrorCode.FORBIDDEN, message),
+  notFound: (what: string, id: string) => new AppError(ErrorCode.NOT_FOUND, `${what} ${id} not found`),
+  mediaNotFound: (id: string) => new AppError(ErrorCode.NOT_FOUND, `Media ${id} not found`),
+  conflict: (message: string) => new AppError(ErrorCode.CONFLICT, message),
+  tooLarge: (limit: number) =>
+    new AppError(ErrorCode.PAYLOAD_TOO_LARGE, `File exceeds the limit of ${limit} bytes`, { field: 'file', extensions: { limit } }),
+  unsupportedType: (message: string) => new AppError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, message, { field: 'file' }),
+  integrity: (message: string) => new AppError(ErrorCode.INTEGRITY_ERROR, message),
+  storageUnavailable: (cause: unknown) =>
+    new AppError(ErrorCode.STORAGE_UNAVAILABLE, 'Storage is unavailable, try again later', { cause }),
+  internal: (cause: unknown) => new AppError(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { cause }),
+};

@@ -1,0 +1,12 @@
+import { registerEnumType } from 'type-graphql';
+import { MediaKind, MediaRole, SecurityLevel } from '../generated/prisma/enums.js';
+
+export { MediaKind, MediaRole, SecurityLevel };
+
+export const VariantName = { THUMB: 'THUMB', MEDIUM: 'MEDIUM', LARGE: 'LARGE', LARGE_2X: 'LARGE_2X' } as const;
+export type VariantName = (typeof VariantName)[keyof typeof VariantName];
+
+registerEnumType(SecurityLevel, { name: 'SecurityLevel', description: 'How sensitive content is; SENSITIVE and CRITICAL content is stored encrypted.' });
+registerEnumType(MediaRole, { name: 'MediaRole', description: 'A role a media holds for an entity; at most one holder per entity and role.' });
+registerEnumType(MediaKind, { name: 'MediaKind', description: 'Kind of content, from the detected MIME type.' });
+registerEnumType(VariantName, { name: 'VariantName', description: 'Image variant sizes (long edge): THUMB 160, MEDIUM 640, LARGE 1280, LARGE_2X 2560.' });

@@ -1,0 +1,27 @@
+import type { Request, Response, NextFunction, RequestHandler } from 'express';
+import { AppError, ErrorCode, httpStatusOf, isAppError } from '../errors/index.js';
+import type { Logger } from '../logger.js';
+
+/** Sends `{ "error": { "code", "message" } }` with the status of the code (SPEC 12). */
+export function sendError(res: Response, e: AppError | { code: ErrorCode; message: string }, requestId?: string): void {
+  const status = isAppError(e) ? e.status : httpStatusOf[e.code];
+  res.status(status).type('application/json').setHeader('Cache-Control', 'no-store');
+  res.send(JSON.stringify({ error: { code: e.code, message: e.message, ...(requestId && e.code === 'INTERNAL_SERVER_ERROR' ? { requestId } : {}) } }));
+}
+
+/** Wraps an async route: AppErrors become their status and JSON body; anything else is logged and masked. */
+export function route(logger: Logger, handler: (req: Request, res: Response) => Promise<void>): RequestHandler {
+  return (req: Request, res: Response, _next: NextFunction) => {
+    handler(req, res).catch((e: unknown) => {
+      const requestId = String(res.locals['requestId'] ?? '');
+      if (res.headersSent) {
+        logger.error({ err: e, requestId }, 'response failed after headers were sent');
+        res.destroy();
+        return;
+      }
+      if (isAppError(e) && e.code !== 'INTERNAL_SERVER_ERROR') return sendError(res, e);
+      logger.error({ err: (e as { cause?: unknown })?.cause ?? e, requestId }, 'internal error');
+      sendError(res, { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' }, requestId);
+    });
+  };
+}

@@ -1,0 +1,12 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/** JSON-lines logger. Never log file content, tokens or key material. */
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: 'media-api' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.token', '*.secret'], censor: '[redacted]' },
+  });
+}

@@ -1,0 +1,62 @@
+import 'reflect-metadata';
+import path from 'node:path';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
+import { migrate } from './db/migrate.js';
+import { createDatabase } from './db/prisma.js';
+import { startApp } from './app.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      console.error(e.message);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const logger = createLogger(config.logLevel);
+
+  let embedded: EmbeddedDatabase | undefined;
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    logger.info({ dir: path.join(config.dataDir, 'pg') }, 'starting embedded PostgreSQL');
+    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', logger });
+    databaseUrl = embedded.url;
+  }
+  const applied = await migrate(databaseUrl);
+  for (const m of applied.filter((a) => a.applied)) logger.info({ migration: m.name }, 'migration applied');
+
+  const db = createDatabase({ url: databaseUrl, poolSize: config.databasePoolSize });
+  const app = await startApp({ config, logger, db });
+  logger.info({ url: `${app.url}/graphql`, storage: app.services.storage.driver }, 'media API listening');
+  if (!config.jwt.secret && !config.jwt.jwksUrl) {
+    console.log(`\nGraphQL: ${app.url}/graphql\nDevelopment token:  npm run token -- --tenant demo\n`);
+  } else {
+    console.log(`\nGraphQL: ${app.url}/graphql\n`);
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    try {
+      await app.stop();
+      await db.close();
+      await embedded?.stop();
+    } finally {
+      process.exit(0);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+  process.exit(1);
+});

@@ -1,0 +1,104 @@
+import type { MediaKind, SecurityLevel, MediaRole } from '../../generated/prisma/enums.js';
+
+export interface VariantRecord {
+  name: 'THUMB' | 'MEDIUM' | 'LARGE' | 'LARGE_2X';
+  width: number;
+  height: number;
+  size: number;
+  mediaType: string;
+}
+
+/** A media row as the service hands it around (tenant-checked, not deleted). */
+export interface MediaRecord {
+  id: string;
+  tenantId: string;
+  fileName: string;
+  mediaType: string;
+  kind: MediaKind;
+  fileSize: number;
+  checksum: string;
+  securityLevel: SecurityLevel;
+  encrypted: boolean;
+  encryptionKeyId: string | null;
+  storageKey: string;
+  tags: string[];
+  width: number | null;
+  height: number | null;
+  durationSeconds: number | null;
+  pageCount: number | null;
+  variants: VariantRecord[];
+  createdBy: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  version: number;
+}
+
+export interface EntityRef {
+  type: string;
+  id: string;
+}
+
+export interface RoleRecord {
+  role: MediaRole;
+  entityType: string;
+  entityId: string;
+  mediaId: string;
+  assignedAt: Date;
+}
+
+export interface Connection<T> {
+  nodes: T[];
+  pageInfo: { endCursor: string | null; hasNextPage: boolean };
+  totalCount: number;
+}
+
+/** Raw row of `SELECT m.* FROM media m`. */
+export interface MediaRow {
+  id: string;
+  tenant_id: string;
+  file_name: string;
+  media_type: string;
+  kind: MediaKind;
+  file_size: bigint | number | string;
+  checksum: string;
+  security_level: SecurityLevel;
+  encrypted: boolean;
+  encryption_key_id: string | null;
+  storage_key: string;
+  tags: string[];
+  width: number | null;
+  height: number | null;
+  duration_seconds: number | null;
+  page_count: number | null;
+  variants: unknown;
+  created_by: string | null;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+export function mediaFromRow(r: MediaRow): MediaRecord {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    fileName: r.file_name,
+    mediaType: r.media_type,
+    kind: r.kind,
+    fileSize: Number(r.file_size),
+    checksum: r.checksum,
+    securityLevel: r.security_level,
+    encrypted: r.encrypted,
+    encryptionKeyId: r.encryption_key_id,
+    storageKey: r.storage_key,
+    tags: r.tags ?? [],
+    width: r.width,
+    height: r.height,
+    durationSeconds: r.duration_seconds,
+    pageCount: r.page_count,
+    variants: (typeof r.variants === 'string' ? JSON.parse(r.variants) : (r.variants ?? [])) as VariantRecord[],
+    createdBy: r.created_by,
+    createdAt: new Date(r.created_at),
+    updatedAt: new Date(r.updated_at),
+    version: r.version,
+  };
+}

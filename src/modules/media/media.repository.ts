@@ -1,0 +1,172 @@
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { MediaKind } from '../../generated/prisma/enums.js';
+import { mediaFromRow, type EntityRef, type MediaRecord, type MediaRow, type RoleRecord } from './media.record.js';
+
+type Db = PrismaClient | Prisma.TransactionClient;
+
+export interface Cursor {
+  createdAt: Date;
+  id: string;
+}
+
+export interface EntityPageArgs {
+  kind: MediaKind | null;
+  first: number;
+  after: Cursor | null;
+}
+
+export interface EntityPage {
+  rows: MediaRecord[];
+  total: number;
+}
+
+interface EntityMediaRow extends MediaRow {
+  e_type: string;
+  e_id: string;
+  total: bigint | number;
+}
+
+const ORDER_NEWEST = Prisma.sql`ORDER BY m.created_at DESC, m.id DESC`;
+
+/**
+ * Read queries of media, attachments and roles. Every one takes the tenant and
+ * filters by it; every one that serves many keys answers them in one statement
+ * (the loaders rely on that).
+ */
+export const mediaRepository = {
+  async byIds(db: Db, tenant: string, ids: readonly string[]): Promise<MediaRecord[]> {
+    const rows = await db.$queryRaw<MediaRow[]>`
+      SELECT m.* FROM media m
+      WHERE m.tenant_id = ${tenant} AND m.id = ANY(${ids as string[]}::uuid[]) AND m.deleted_at IS NULL`;
+    return rows.map(mediaFromRow);
+  },
+
+  /**
+   * Newest-first pages of media for many entities in one statement: counts per
+   * entity before the cursor applies (totalCount is exact), then first+1 rows per
+   * entity after it (the extra row tells whether a next page exists).
+   */
+  async pagesForEntities(db: Db, tenant: string, entities: readonly EntityRef[], args: EntityPageArgs): Promise<Map<string, EntityPage>> {
+    const types = entities.map((e) => e.type);
+    const ids = entities.map((e) => e.id);
+    const kind = args.kind ? Prisma.sql`AND m.kind = ${args.kind}::"MediaKind"` : Prisma.empty;
+    const cursor = args.after
+      ? Prisma.sql`WHERE (x.created_at, x.id) < (${args.after.createdAt}::timestamptz, ${args.after.id}::uuid)`
+      : Prisma.empty;
+    const rows = await db.$queryRaw<EntityMediaRow[]>`
+      SELECT * FROM (
+        SELECT x.*, row_number() OVER (PARTITION BY x.e_type, x.e_id ORDER BY x.created_at DESC, x.id DESC) AS rn
+        FROM (
+          SELECT a.entity_type AS e_type, a.entity_id AS e_id, m.*,
+                 count(*) OVER (PARTITION BY a.entity_type, a.entity_id) AS total
+          FROM unnest(${types}::text[], ${ids}::text[]) AS k(entity_type, entity_id)
+          JOIN media_attachment a ON a.tenant_id = ${tenant} AND a.entity_type = k.entity_type AND a.entity_id = k.entity_id
+          JOIN media m ON m.tenant_id = a.tenant_id AND m.id = a.media_id AND m.deleted_at IS NULL ${kind}
+        ) x ${cursor}
+      ) y WHERE y.rn <= ${args.first + 1}
+      ORDER BY y.e_type, y.e_id, y.created_at DESC, y.id DESC`;
+    const totals = args.after ? await this.countForEntities(db, tenant, entities, args.kind) : null;
+    const out = new Map<string, EntityPage>();
+    for (const r of rows) {
+      const key = entityKey({ type: r.e_type, id: r.e_id });
+      let page = out.get(key);
+      if (!page) {
+        page = { rows: [], total: Number(r.total) };
+        out.set(key, page);
+      }
+      page.rows.push(mediaFromRow(r));
+    }
+    if (totals) {
+      for (const [key, total] of totals) {
+        const page = out.get(key);
+        if (page) page.total = total;
+        else out.set(key, { rows: [], total });
+      }
+    }
+    return out;
+  },
+
+  /** Counts per entity; only needed after a cursor, when the page query no longer sees every row. */
+  async countForEntities(db: Db, tenant: string, entities: readonly EntityRef[], kind: MediaKind | null): Promise<Map<string, number>> {
+    const kindSql = kind ? Prisma.sql`AND m.kind = ${kind}::"MediaKind"` : Prisma.empty;
+    const rows = await db.$queryRaw<{ e_type: string; e_id: string; total: bigint }[]>`
+      SELECT a.entity_type AS e_type, a.entity_id AS e_id, count(*) AS total
+      FROM unnest(${entities.map((e) => e.type)}::text[], ${entities.map((e) => e.id)}::text[]) AS k(entity_type, entity_id)
+      JOIN media_attachment a ON a.tenant_id = ${tenant} AND a.entity_type = k.entity_type AND a.entity_id = k.entity_id
+      JOIN media m ON m.tenant_id = a.tenant_id AND m.id = a.media_id AND m.deleted_at IS NULL ${kindSql}
+      GROUP BY a.entity_type, a.entity_id`;
+    return new Map(rows.map((r) => [entityKey({ type: r.e_type, id: r.e_id }), Number(r.total)]));
+  },
+
+  async rolesForEntities(db: Db, tenant: string, entities: readonly EntityRef[]): Promise<RoleRecord[]> {
+    const rows = await db.$queryRaw<{ role: RoleRecord['role']; entity_type: string; entity_id: string; media_id: string; assigned_at: Date }[]>`
+      SELECT r.role, r.entity_type, r.entity_id, r.media_id, r.assigned_at
+      FROM unnest(${entities.map((e) => e.type)}::text[], ${entities.map((e) => e.id)}::text[]) AS k(entity_type, entity_id)
+      JOIN media_role r ON r.tenant_id = ${tenant} AND r.entity_type = k.entity_type AND r.entity_id = k.entity_id
+      ORDER BY r.entity_type, r.entity_id, r.role`;
+    return rows.map(roleFromRow);
+  },
+
+  async rolesForMedia(db: Db, tenant: string, mediaIds: readonly string[]): Promise<RoleRecord[]> {
+    const rows = await db.$queryRaw<{ role: RoleRecord['role']; entity_type: string; entity_id: string; media_id: string; assigned_at: Date }[]>`
+      SELECT r.role, r.entity_type, r.entity_id, r.media_id, r.assigned_at FROM media_role r
+      WHERE r.tenant_id = ${tenant} AND r.media_id = ANY(${mediaIds as string[]}::uuid[])
+      ORDER BY r.entity_type, r.entity_id, r.role`;
+    return rows.map(roleFromRow);
+  },
+
+  async entitiesForMedia(db: Db, tenant: string, mediaIds: readonly string[]): Promise<{ mediaId: string; entity: EntityRef }[]> {
+    const rows = await db.$queryRaw<{ media_id: string; entity_type: string; entity_id: string }[]>`
+      SELECT a.media_id, a.entity_type, a.entity_id FROM media_attachment a
+      WHERE a.tenant_id = ${tenant} AND a.media_id = ANY(${mediaIds as string[]}::uuid[])
+      ORDER BY a.attached_at, a.entity_type, a.entity_id`;
+    return rows.map((r) => ({ mediaId: r.media_id, entity: { type: r.entity_type, id: r.entity_id } }));
+  },
+
+  /** Media carrying every tag (matchAll, `@>`) or any of them (`&&`), newest first. */
+  async searchByTags(
+    db: Db,
+    tenant: string,
+    args: { tags: string[]; matchAll: boolean; entity: EntityRef | null; first: number; after: Cursor | null },
+  ): Promise<EntityPage> {
+    const tagCond = args.matchAll ? Prisma.sql`m.tags @> ${args.tags}::text[]` : Prisma.sql`m.tags && ${args.tags}::text[]`;
+    const entityCond = args.entity
+      ? Prisma.sql`AND EXISTS (SELECT 1 FROM media_attachment a WHERE a.tenant_id = m.tenant_id AND a.media_id = m.id
+                     AND a.entity_type = ${args.entity.type} AND a.entity_id = ${args.entity.id})`
+      : Prisma.empty;
+    const where = Prisma.sql`m.tenant_id = ${tenant} AND m.deleted_at IS NULL AND ${tagCond} ${entityCond}`;
+    const cursor = args.after
+      ? Prisma.sql`AND (m.created_at, m.id) < (${args.after.createdAt}::timestamptz, ${args.after.id}::uuid)`
+      : Prisma.empty;
+    const [rows, count] = await Promise.all([
+      db.$queryRaw<MediaRow[]>`SELECT m.* FROM media m WHERE ${where} ${cursor} ${ORDER_NEWEST} LIMIT ${args.first + 1}`,
+      db.$queryRaw<{ total: bigint }[]>`SELECT count(*) AS total FROM media m WHERE ${where}`,
+    ]);
+    return { rows: rows.map(mediaFromRow), total: Number(count[0]?.total ?? 0) };
+  },
+
+  async library(
+    db: Db,
+    tenant: string,
+    args: { offset: number; limit: number; kind: MediaKind | null; search: string | null },
+  ): Promise<EntityPage> {
+    const kind = args.kind ? Prisma.sql`AND m.kind = ${args.kind}::"MediaKind"` : Prisma.empty;
+    const search = args.search
+      ? Prisma.sql`AND m.file_name ILIKE ${'%' + args.search.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`
+      : Prisma.empty;
+    const where = Prisma.sql`m.tenant_id = ${tenant} AND m.deleted_at IS NULL ${kind} ${search}`;
+    const [rows, count] = await Promise.all([
+      db.$queryRaw<MediaRow[]>`SELECT m.* FROM media m WHERE ${where} ${ORDER_NEWEST} LIMIT ${args.limit} OFFSET ${args.offset}`,
+      db.$queryRaw<{ total: bigint }[]>`SELECT count(*) AS total FROM media m WHERE ${where}`,
+    ]);
+    return { rows: rows.map(mediaFromRow), total: Number(count[0]?.total ?? 0) };
+  },
+};
+
+export function entityKey(e: EntityRef): string {
+  return `${e.type}\u0000${e.id}`;
+}
+
+function roleFromRow(r: { role: RoleRecord['role']; entity_type: string; entity_id: string; media_id: string; assigned_at: Date }): RoleRecord {
+  return { role: r.role, entityType: r.entity_type, entityId: r.entity_id, mediaId: r.media_id, assignedAt: new Date(r.assigned_at) };
+}

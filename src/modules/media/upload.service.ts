@@ -1,0 +1,280 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { FileUpload } from 'graphql-upload-minimal';
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { MediaRole, SecurityLevel } from '../../generated/prisma/enums.js';
+import { AppError, errors, isAppError } from '../../errors/index.js';
+import type { Logger } from '../../logger.js';
+import type { Storage } from '../../storage/index.js';
+import { objectKeys } from '../../storage/index.js';
+import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
+import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
+import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
+import { processImage } from './images.js';
+import { InspectStream } from './inspect-stream.js';
+import type { EntityRef, MediaRecord } from './media.record.js';
+import type { MediaService } from './media.service.js';
+import { normaliseTags } from './tags.js';
+import { mediaRepository } from './media.repository.js';
+
+export interface UploadRequest {
+  file: Promise<FileUpload> | FileUpload;
+  entity: EntityRef;
+  tags?: string[] | null;
+  role?: MediaRole | null;
+  securityLevel?: SecurityLevel | null;
+}
+
+export const MAX_BATCH = 20;
+
+/** What an upload will be, decided from its arguments before any byte is read. */
+interface Plan {
+  entity: EntityRef;
+  policy: EntityPolicy;
+  tags: string[];
+  role: MediaRole | null;
+  level: SecurityLevel;
+}
+
+interface Stored {
+  id: string;
+  plan: Plan;
+  fileName: string;
+  mime: string;
+  size: number;
+  checksum: string;
+  pageCount: number | undefined;
+  width: number | undefined;
+  height: number | undefined;
+  variants: MediaRecord['variants'];
+}
+
+/** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
+function isUploadLimitError(e: unknown): boolean {
+  return !!e && typeof e === 'object' && (e as { status?: number }).status === 413;
+}
+
+/**
+ * Reads and throws away what is left of an upload that will not be stored, so the
+ * multipart parser can go on and the request cannot hang (graphql-upload-minimal
+ * issue 37). Never throws.
+ */
+export async function discardUpload(file: Promise<FileUpload> | FileUpload | undefined): Promise<void> {
+  try {
+    const f = await file;
+    if (!f) return;
+    const s = f.createReadStream();
+    s.on('error', () => undefined);
+    s.resume();
+  } catch {
+    // Already consumed, already failed, or the request is gone: nothing to drain.
+  }
+}
+
+export class UploadService {
+  constructor(
+    private readonly deps: {
+      prisma: PrismaClient;
+      storage: Storage;
+      policies: PolicyRegistry;
+      media: MediaService;
+      logger: Logger;
+    },
+  ) {}
+
+  private plan(req: UploadRequest, field = 'input'): Plan {
+    const entity = this.deps.media.entity(req.entity, `${field}.entity`);
+    const policy = this.deps.policies.get(entity.type, `${field}.entity.type`);
+    const tags = normaliseTags(req.tags, `${field}.tags`);
+    if (req.securityLevel && !levelAtLeast(req.securityLevel, policy.securityLevel)) {
+      throw errors.badInput(`${field}.securityLevel`, `Entity type "${entity.type}" requires at least ${policy.securityLevel}; a lower level cannot be asked for`);
+    }
+    const role = req.role ?? null;
+    const level = maxLevel(policy.securityLevel, req.securityLevel, role && CRITICAL_ROLES.has(role) ? 'CRITICAL' : undefined);
+    if (level !== 'STANDARD') {
+      // Encrypted storage arrives with the secure-mode issue; until then such content is refused, never stored in plaintext.
+      throw errors.badInput(`${field}.entity`, `${level} content must be stored encrypted, which this server does not support yet; nothing was stored`);
+    }
+    if (role) checkRoleLevel(role, level, `${field}.role`);
+    return { entity, policy, tags, role, level };
+  }
+
+  async upload(tenant: string, createdBy: string, req: UploadRequest): Promise<MediaRecord> {
+    let plan: Plan;
+    try {
+      plan = this.plan(req);
+    } catch (e) {
+      await discardUpload(req.file);
+      throw e;
+    }
+    const stored = await this.store(tenant, plan, req.file);
+    try {
+      return await this.commit(tenant, createdBy, [stored]).then((r) => r[0]!);
+    } catch (e) {
+      await this.removeObjects(tenant, [stored.id]);
+      throw e;
+    }
+  }
+
+  /**
+   * All-or-nothing: arguments of every input are checked before any byte is read;
+   * files are then stored one after the other (they arrive in that order on the
+   * wire); one transaction creates every row. On any failure, objects already
+   * written are deleted, later files are drained, and the error carries the
+   * failing input's position in extensions.index.
+   */
+  async uploadMany(tenant: string, createdBy: string, reqs: UploadRequest[]): Promise<MediaRecord[]> {
+    const drainAll = () => Promise.all(reqs.map((r) => discardUpload(r.file)));
+    if (reqs.length > MAX_BATCH) {
+      await drainAll();
+      throw errors.badInput('inputs', `At most ${MAX_BATCH} files in one request`);
+    }
+    const plans: Plan[] = [];
+    for (const [i, r] of reqs.entries()) {
+      try {
+        plans.push(this.plan(r, `inputs.${i}`));
+      } catch (e) {
+        await drainAll();
+        throw isAppError(e) ? e.atIndex(i) : e;
+      }
+    }
+    const stored: Stored[] = [];
+    for (const [i, r] of reqs.entries()) {
+      try {
+        stored.push(await this.store(tenant, plans[i]!, r.file));
+      } catch (e) {
+        await Promise.all([this.removeObjects(tenant, stored.map((s) => s.id)), ...reqs.slice(i + 1).map((x) => discardUpload(x.file))]);
+        throw isAppError(e) ? e.atIndex(i) : e;
+      }
+    }
+    try {
+      return await this.commit(tenant, createdBy, stored);
+    } catch (e) {
+      await this.removeObjects(tenant, stored.map((s) => s.id));
+      throw e;
+    }
+  }
+
+  /** Streams one file into storage: sniff, limit, hash, write; then image facts and variants. */
+  private async store(tenant: string, plan: Plan, filePromise: Promise<FileUpload> | FileUpload): Promise<Stored> {
+    let file: FileUpload;
+    try {
+      file = await filePromise;
+    } catch (e) {
+      throw isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : errors.badInput('file', 'The file part of the request is missing or broken');
+    }
+    const fileName = sanitiseFileName(file.filename);
+    const declared = normaliseMime(file.mimetype);
+    let source: Readable;
+    try {
+      source = file.createReadStream();
+    } catch (e) {
+      throw isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : errors.badInput('file', 'The file could not be read');
+    }
+    const inspector = new InspectStream({
+      fileName,
+      accept: (mime) => {
+        const limit = this.deps.policies.limitFor(plan.policy, mime);
+        if (declared && declared !== 'application/octet-stream' && declared !== mime) {
+          throw errors.unsupportedType(`Declared type ${declared} does not match the content, which is ${mime}`);
+        }
+        return limit;
+      },
+    });
+    let cut = false;
+    // graphql-upload-minimal ends a stream that passed its cut-off as if it were
+    // complete (its issue 51); its 'limit' event and `truncated` flag say so.
+    source.on('limit', () => {
+      cut = true;
+      inspector.destroy(errors.tooLarge(plan.policy.maxFileSize));
+    });
+    source.on('error', (e) => inspector.destroy(isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : e));
+    source.pipe(inspector);
+
+    const id = randomUUID();
+    const key = objectKeys.original(tenant, id);
+    try {
+      await this.deps.storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' });
+      if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(plan.policy.maxFileSize);
+      const facts = inspector.result();
+      const kind = SUPPORTED_TYPES.get(facts.mime)!.kind;
+      const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, id, facts.mime) : undefined;
+      return {
+        id,
+        plan,
+        fileName,
+        mime: facts.mime,
+        size: facts.size,
+        checksum: facts.checksum,
+        pageCount: facts.pageCount,
+        width: image?.width,
+        height: image?.height,
+        variants: image?.variants ?? [],
+      };
+    } catch (e) {
+      source.unpipe(inspector);
+      source.on('error', () => undefined);
+      source.resume();
+      await this.removeObjects(tenant, [id]);
+      throw isAppError(e) ? e : (inspectorError(inspector) ?? errors.storageUnavailable(e));
+    }
+  }
+
+  private async commit(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
+    const ids = stored.map((s) => s.id);
+    await this.deps.prisma.$transaction(async (tx) => {
+      for (const s of stored) {
+        await tx.media.create({
+          data: {
+            id: s.id,
+            tenantId: tenant,
+            fileName: s.fileName,
+            mediaType: s.mime,
+            kind: SUPPORTED_TYPES.get(s.mime)!.kind,
+            fileSize: BigInt(s.size),
+            checksum: s.checksum,
+            securityLevel: s.plan.level,
+            encrypted: false,
+            storageKey: objectKeys.original(tenant, s.id),
+            tags: s.plan.tags,
+            width: s.width ?? null,
+            height: s.height ?? null,
+            pageCount: s.pageCount ?? null,
+            variants: s.variants as unknown as object,
+            createdBy,
+          },
+        });
+        await tx.mediaAttachment.create({
+          data: { tenantId: tenant, entityType: s.plan.entity.type, entityId: s.plan.entity.id, mediaId: s.id },
+        });
+        if (s.plan.role) await upsertRole(tx, tenant, s.plan.entity, s.id, s.plan.role);
+      }
+    });
+    const rows = await mediaRepository.byIds(this.deps.prisma, tenant, ids);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return ids.map((id) => byId.get(id)!);
+  }
+
+  private async removeObjects(tenant: string, ids: string[]): Promise<void> {
+    await Promise.all(
+      ids.map((id) =>
+        this.deps.storage.deletePrefix(objectKeys.prefix(tenant, id)).catch((e: unknown) => {
+          this.deps.logger.error({ err: e, mediaId: id }, 'could not delete objects of a failed upload; the sweep will');
+        }),
+      ),
+    );
+  }
+}
+
+function inspectorError(s: InspectStream): AppError | undefined {
+  const e = (s as unknown as { errored?: unknown }).errored;
+  return isAppError(e) ? e : undefined;
+}
+
+/** Keeps the client's name for display and Content-Disposition, without path parts or control characters. */
+export function sanitiseFileName(name: string | undefined): string {
+  const base = (name ?? '').split(/[\\/]/).pop() ?? '';
+  // eslint-disable-next-line no-control-regex
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
+  return clean || 'file';
+}

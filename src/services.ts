@@ -1,0 +1,30 @@
+import type { Config } from './config.js';
+import type { Authenticator } from './auth/tokens.js';
+import type { LinkSigner } from './auth/signed-links.js';
+import type { Database } from './db/prisma.js';
+import type { Logger } from './logger.js';
+import type { Storage } from './storage/index.js';
+import type { PolicyRegistry } from './modules/policy/policy.js';
+import type { MediaService } from './modules/media/media.service.js';
+import type { UploadService } from './modules/media/upload.service.js';
+import type { RolesService } from './modules/roles/roles.service.js';
+
+/** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
+export interface PublicUrls {
+  base(): string;
+}
+
+/** Everything a request handler may use, built once at start (src/app.ts). */
+export interface Services {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly db: Database;
+  readonly storage: Storage;
+  readonly policies: PolicyRegistry;
+  readonly auth: Authenticator;
+  readonly links: LinkSigner;
+  readonly urls: PublicUrls;
+  readonly media: MediaService;
+  readonly uploads: UploadService;
+  readonly roles: RolesService;
+}

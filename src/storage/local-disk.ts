@@ -1,0 +1,83 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat, access } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { errors } from '../errors/index.js';
+import type { ByteRange, ObjectInfo, Storage } from './storage.js';
+
+const KEY_RE = /^[a-z0-9][a-z0-9/_-]*$/i;
+
+/**
+ * Blobs as files under `root`. A put writes to `root/.tmp/` and renames into place
+ * when the stream ended cleanly, so a failed or interrupted write never leaves a
+ * partial object under its key.
+ */
+export class LocalDiskStorage implements Storage {
+  readonly driver = 'local' as const;
+  private readonly tmpDir: string;
+
+  constructor(private readonly root: string) {
+    this.tmpDir = path.join(root, '.tmp');
+  }
+
+  private pathOf(key: string): string {
+    if (!KEY_RE.test(key) || key.split('/').some((p) => p === '..' || p === '.' || p === '')) {
+      throw new Error(`invalid storage key: ${key}`);
+    }
+    return path.join(this.root, key);
+  }
+
+  async put(key: string, body: Readable): Promise<ObjectInfo> {
+    const target = this.pathOf(key);
+    await mkdir(this.tmpDir, { recursive: true });
+    const tmp = path.join(this.tmpDir, randomUUID());
+    let size = 0;
+    body.on('data', (c: Buffer) => {
+      size += c.length;
+    });
+    try {
+      await pipeline(body, createWriteStream(tmp, { flags: 'wx' }));
+      await mkdir(path.dirname(target), { recursive: true });
+      await rename(tmp, target);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
+    return { size };
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable> {
+    const file = this.pathOf(key);
+    try {
+      await access(file);
+    } catch {
+      throw errors.notFound('Object', key);
+    }
+    return createReadStream(file, range ? { start: range.start, end: range.end } : {});
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const s = await stat(this.pathOf(key));
+      return { size: s.size };
+    } catch {
+      return null;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.pathOf(key), { force: true });
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    const trimmed = prefix.replace(/\/+$/, '');
+    await rm(this.pathOf(trimmed), { recursive: true, force: true });
+  }
+
+  async check(): Promise<void> {
+    await mkdir(this.tmpDir, { recursive: true });
+    await access(this.root);
+  }
+}

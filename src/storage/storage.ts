@@ -1,0 +1,42 @@
+import type { Readable } from 'node:stream';
+
+/** Inclusive byte range, as in an HTTP Range header. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface PutOptions {
+  contentType?: string;
+}
+
+export interface ObjectInfo {
+  size: number;
+}
+
+/**
+ * The blob backend. Keys are built by the service ({tenant}/{media id}/{name}),
+ * never from user input. Drivers convert their own errors where they enter:
+ * a missing object is NOT_FOUND, an unreachable backend STORAGE_UNAVAILABLE.
+ */
+export interface Storage {
+  readonly driver: 'local' | 's3';
+  /** Writes the stream; the object appears only when the stream ended without error. */
+  put(key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo>;
+  get(key: string, range?: ByteRange): Promise<Readable>;
+  /** Size of the object, or null when it does not exist. */
+  head(key: string): Promise<ObjectInfo | null>;
+  /** Idempotent: deleting a missing object is not an error. */
+  delete(key: string): Promise<void>;
+  /** Deletes every object whose key starts with prefix (a media's original and variants). */
+  deletePrefix(prefix: string): Promise<void>;
+  /** Throws when the backend cannot be reached (readiness). */
+  check(): Promise<void>;
+}
+
+/** Storage keys of one media. */
+export const objectKeys = {
+  prefix: (tenant: string, mediaId: string) => `${tenant}/${mediaId}/`,
+  original: (tenant: string, mediaId: string) => `${tenant}/${mediaId}/original`,
+  variant: (tenant: string, mediaId: string, name: string) => `${tenant}/${mediaId}/${name}`,
+};
