@@ -19,6 +19,9 @@ import { ApolloServerPluginErrorLog, formatError } from './graphql/errors-plugin
 import { createLoaders } from './graphql/loaders.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { contentRoutes } from './http/content.routes.js';
+import { graphiqlRoutes } from './http/graphiql.js';
+import { Metrics } from './http/metrics.js';
+import { queryLimitsRule } from './graphql/limits.js';
 import { sendError } from './http/respond.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
@@ -71,6 +74,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const policies = PolicyRegistry.load(config.policyFile);
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
+  const metrics = new Metrics();
   const services: Services = Object.freeze({
     config,
     logger,
@@ -83,6 +87,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads: new UploadService({ prisma: db.prisma, storage, policies, media, logger }),
     roles: new RolesService({ prisma: db.prisma, media }),
+    metrics,
   });
 
   const app = express();
@@ -97,6 +102,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     next();
   });
 
+  app.use(metrics.middleware(logger));
+
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
@@ -108,7 +115,12 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', checks });
   });
 
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
   app.use(contentRoutes(services));
+  app.use(graphiqlRoutes());
 
   const apollo = new ApolloServer<Context>({
     schema: await buildAppSchema(),
@@ -117,9 +129,10 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     introspection: config.introspection,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,
+    validationRules: [queryLimitsRule()],
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      ApolloServerPluginErrorLog(logger),
+      ApolloServerPluginErrorLog(logger, metrics),
       ApolloServerPluginLandingPageDisabled(),
     ],
   });
@@ -158,12 +171,20 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
 
   app.use((req, res) => sendError(res, { code: 'NOT_FOUND', message: `No route for ${req.method} ${req.path}` }));
   // Errors from body parsers and the upload middleware (malformed multipart, too many files).
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const status = (err as { status?: number; statusCode?: number }).status ?? (err as { statusCode?: number }).statusCode ?? 500;
-    if (status === 413) return sendError(res, { code: 'PAYLOAD_TOO_LARGE', message: (err as Error).message });
-    if (status >= 400 && status < 500) return sendError(res, { code: 'BAD_USER_INPUT', message: (err as Error).message });
-    logger.error({ err, requestId: res.locals['requestId'] }, 'unhandled error');
-    sendError(res, { code: 'INTERNAL_SERVER_ERROR', message: 'Internal server error' }, String(res.locals['requestId']));
+    const requestId = String(res.locals['requestId']);
+    const known = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 400 && status < 500 ? 'BAD_USER_INPUT' : undefined;
+    if (!known) logger.error({ err, requestId }, 'unhandled error');
+    const code = known ?? 'INTERNAL_SERVER_ERROR';
+    const message = known ? (err as Error).message : 'Internal server error';
+    if (res.headersSent) return void res.destroy();
+    if (req.path === '/graphql') {
+      // GraphQL clients expect a GraphQL-shaped body even when the request never reached Apollo.
+      res.status(known ? status : 500).json({ errors: [{ message, extensions: { code, ...(known ? {} : { requestId }) } }] });
+      return;
+    }
+    sendError(res, { code, message }, requestId);
   });
 
   await new Promise<void>((resolve, reject) => {

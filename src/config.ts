@@ -39,6 +39,7 @@ const EnvSchema = z.object({
   S3_ENDPOINT: optionalString.pipe(z.string().url().optional()),
   S3_REGION: optionalString,
   S3_FORCE_PATH_STYLE: boolString,
+  S3_CHECKSUMS: z.enum(['when_required', 'when_supported']).default('when_required'),
   PUBLIC_BASE_URL: optionalString.pipe(z.string().url().optional()),
   JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
@@ -58,7 +59,16 @@ export interface Config {
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
-  readonly s3: { readonly bucket: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle: boolean } | undefined;
+  readonly s3:
+    | {
+        readonly bucket: string;
+        readonly endpoint?: string;
+        readonly region?: string;
+        readonly forcePathStyle: boolean;
+        /** Request checksums: 'WHEN_REQUIRED' for stores that mishandle the SDK's default CRC32 (s3rver). */
+        readonly checksums: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
+      }
+    | undefined;
   readonly publicBaseUrl: string | undefined;
   readonly jwt: {
     readonly secret: string | undefined;
@@ -104,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           ...(e.S3_ENDPOINT ? { endpoint: e.S3_ENDPOINT } : {}),
           ...(e.S3_REGION ? { region: e.S3_REGION } : {}),
           forcePathStyle: e.S3_FORCE_PATH_STYLE ?? false,
+          checksums: e.S3_CHECKSUMS === 'when_supported' ? ('WHEN_SUPPORTED' as const) : ('WHEN_REQUIRED' as const),
         })
       : undefined,
     publicBaseUrl: e.PUBLIC_BASE_URL?.replace(/\/+$/, ''),

@@ -8,6 +8,7 @@ import type { PolicyRegistry } from './modules/policy/policy.js';
 import type { MediaService } from './modules/media/media.service.js';
 import type { UploadService } from './modules/media/upload.service.js';
 import type { RolesService } from './modules/roles/roles.service.js';
+import type { Metrics } from './http/metrics.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
 export interface PublicUrls {
@@ -27,4 +28,5 @@ export interface Services {
   readonly media: MediaService;
   readonly uploads: UploadService;
   readonly roles: RolesService;
+  readonly metrics: Metrics;
 }

@@ -4,6 +4,7 @@ import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { AppError, ErrorCode } from '../errors/index.js';
 import type { Logger } from '../logger.js';
+import type { Metrics } from '../http/metrics.js';
 import type { Context } from './context.js';
 
 /** Codes Apollo itself produces for malformed requests; safe to pass on. */
@@ -43,7 +44,7 @@ function isMasked(original: unknown): boolean {
 }
 
 /** Logs the cause of every masked error with the request id, and gives clients that id. */
-export function ApolloServerPluginErrorLog(logger: Logger): ApolloServerPlugin<Context> {
+export function ApolloServerPluginErrorLog(logger: Logger, metrics?: Metrics): ApolloServerPlugin<Context> {
   return {
     async requestDidStart() {
       return {
@@ -58,6 +59,7 @@ export function ApolloServerPluginErrorLog(logger: Logger): ApolloServerPlugin<C
           const body = rc.response.body;
           if (!body || body.kind !== 'single' || !body.singleResult.errors) return;
           for (const e of body.singleResult.errors) {
+            metrics?.graphqlErrors.inc({ code: String(e.extensions?.['code'] ?? 'UNKNOWN') });
             if (e.extensions?.['code'] === ErrorCode.INTERNAL_SERVER_ERROR) {
               (e.extensions as Record<string, unknown>)['requestId'] = rc.contextValue?.requestId;
             }

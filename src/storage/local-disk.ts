@@ -1,11 +1,11 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, access } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, access, readdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errors } from '../errors/index.js';
-import type { ByteRange, ObjectInfo, Storage } from './storage.js';
+import type { ByteRange, ListedObject, ObjectInfo, Storage } from './storage.js';
 
 const KEY_RE = /^[a-z0-9][a-z0-9/_-]*$/i;
 
@@ -74,6 +74,30 @@ export class LocalDiskStorage implements Storage {
   async deletePrefix(prefix: string): Promise<void> {
     const trimmed = prefix.replace(/\/+$/, '');
     await rm(this.pathOf(trimmed), { recursive: true, force: true });
+  }
+
+  async list(prefix: string): Promise<ListedObject[]> {
+    const out: ListedObject[] = [];
+    const walk = async (dir: string, rel: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        if (rel === '' && e.name === '.tmp') continue;
+        const key = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (key.startsWith(prefix) || prefix.startsWith(key + '/')) await walk(path.join(dir, e.name), key);
+        } else if (key.startsWith(prefix)) {
+          const s = await stat(path.join(dir, e.name)).catch(() => null);
+          if (s) out.push({ key, size: s.size, lastModified: s.mtime });
+        }
+      }
+    };
+    await walk(this.root, '');
+    return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
   async check(): Promise<void> {

@@ -8,6 +8,28 @@ export interface ByteRange {
 
 export interface PutOptions {
   contentType?: string;
+  /** Exact length when known in advance (lets S3 use one PutObject instead of multipart). */
+  size?: number;
+}
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export interface PresignGetOptions {
+  expiresIn: number;
+  contentType?: string;
+  contentDisposition?: string;
+}
+
+export interface PresignPutOptions {
+  expiresIn: number;
+  contentType: string;
+  size: number;
+  contentMd5?: string;
+  contentDisposition?: string;
 }
 
 export interface ObjectInfo {
@@ -30,8 +52,14 @@ export interface Storage {
   delete(key: string): Promise<void>;
   /** Deletes every object whose key starts with prefix (a media's original and variants). */
   deletePrefix(prefix: string): Promise<void>;
+  /** Objects whose key starts with prefix (the sweep and tests use it). */
+  list(prefix: string): Promise<ListedObject[]>;
   /** Throws when the backend cannot be reached (readiness). */
   check(): Promise<void>;
+  /** A URL that GETs the object without credentials until it expires (S3 only). */
+  presignGet?(key: string, options: PresignGetOptions): Promise<string>;
+  /** A URL the client PUTs the object to (S3 only; local disk uses the service's own endpoint). */
+  presignPut?(key: string, options: PresignPutOptions): Promise<string>;
 }
 
 /** Storage keys of one media. */

@@ -7,8 +7,26 @@ import { startApp, type RunningApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/db/prisma.js';
 import { createLogger } from '../../src/logger.js';
+import { createStorage } from '../../src/storage/index.js';
 import { mintToken, ALL_USER_SCOPES } from '../../src/auth/tokens.js';
 import type { Storage } from '../../src/storage/index.js';
+import { S3Storage } from '../../src/storage/s3.js';
+import { S3RVER_CREDENTIALS, TEST_BUCKET } from './s3rver.js';
+
+/** The storage driver under test: the vitest project sets TEST_STORAGE (local | s3). */
+export const STORAGE_DRIVER: 'local' | 's3' = process.env['TEST_STORAGE'] === 's3' ? 's3' : 'local';
+
+/** The driver of this run, as the app builds it from configuration (S3: the run's s3rver). */
+export function testStorage(dataDir: string): Storage {
+  if (STORAGE_DRIVER === 'local') return createStorage(loadConfig({ DATA_DIR: dataDir }));
+  return new S3Storage({
+    bucket: TEST_BUCKET,
+    endpoint: inject('s3Endpoint'),
+    forcePathStyle: true,
+    checksums: 'WHEN_REQUIRED',
+    credentials: S3RVER_CREDENTIALS,
+  });
+}
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';
 
@@ -27,10 +45,11 @@ export function newTenant(prefix = 't'): string {
 
 /**
  * Starts the real app on an ephemeral port against the run's embedded
- * PostgreSQL, with its own DATA_DIR (local-disk blobs). `storage` replaces the
- * driver for fault-injection tests.
+ * PostgreSQL, with its own DATA_DIR, on the storage driver of the vitest project
+ * (local disk under DATA_DIR, or the run's s3rver). `storage` replaces the driver
+ * for fault-injection tests (it gets the DATA_DIR and the run's real driver).
  */
-export async function startTestApp(options: { storage?: (dataDir: string) => Storage; env?: Record<string, string> } = {}): Promise<TestApp> {
+export async function startTestApp(options: { storage?: (dataDir: string, real: Storage) => Storage; env?: Record<string, string> } = {}): Promise<TestApp> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'media-api-app-'));
   const config = loadConfig({
     PORT: '0',
@@ -43,7 +62,8 @@ export async function startTestApp(options: { storage?: (dataDir: string) => Sto
   });
   const logger = createLogger(config.logLevel);
   const db = createDatabase({ url: config.databaseUrl!, poolSize: 10 });
-  const app = await startApp({ config, logger, db, ...(options.storage ? { storage: options.storage(dataDir) } : {}) });
+  const real = testStorage(dataDir);
+  const app = await startApp({ config, logger, db, storage: options.storage ? options.storage(dataDir, real) : real });
   return {
     ...app,
     db,

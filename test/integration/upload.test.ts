@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readdir } from 'node:fs/promises';
-import path from 'node:path';
 import { UploadDocument, MediaDocument } from '../generated/graphql.js';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdf, sha256Hex } from '../helpers/files.js';
+import { storedKeys } from '../helpers/stored.js';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -68,7 +67,6 @@ describe('upload', () => {
     const token = await app.token(tenant);
     const { upload } = await ok(app.url, UploadDocument, { input: { file: pdf(3, '../../etc/passwd.pdf'), entity: { type: 'company', id: 'c1' } } }, { token });
     expect(upload).toMatchObject({ mediaType: 'application/pdf', kind: 'DOCUMENT', pageCount: 3, fileName: 'passwd.pdf', variants: [] });
-    const stored = await readdir(path.join(app.dataDir, 'blobs', tenant, upload.id));
-    expect(stored).toEqual(['original']);
+    expect(await storedKeys(app, tenant)).toEqual([`${tenant}/${upload.id}/original`]);
   });
 });

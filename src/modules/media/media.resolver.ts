@@ -93,7 +93,7 @@ export class MediaResolver {
   }
 
   @FieldResolver(() => String, { nullable: true, description: 'Where the bytes can be fetched without credentials for a limited time: null for encrypted media (use contentPath with credentials).' })
-  url(@Root() m: MediaRecord, @Ctx() ctx: Context): string | null {
+  url(@Root() m: MediaRecord, @Ctx() ctx: Context): Promise<string | null> {
     return signedUrl(ctx.services, m, contentPath(m.id));
   }
 
@@ -103,8 +103,8 @@ export class MediaResolver {
   }
 
   @FieldResolver(() => [ImageVariant], { description: 'Resized copies of an image.' })
-  variants(@Root() m: MediaRecord, @Ctx() ctx: Context): ImageVariant[] {
-    return m.variants.map((v) => ({ name: v.name, width: v.width, height: v.height, url: variantUrl(ctx.services, m, v) }));
+  variants(@Root() m: MediaRecord, @Ctx() ctx: Context): Promise<ImageVariant[]> {
+    return Promise.all(m.variants.map(async (v) => ({ name: v.name, width: v.width, height: v.height, url: await variantUrl(ctx.services, m, v) })));
   }
 
   @FieldResolver(() => [Entity], { description: 'Entities the media is attached to.' })
