@@ -19,6 +19,9 @@ import { ApolloServerPluginErrorLog, formatError } from './graphql/errors-plugin
 import { createLoaders } from './graphql/loaders.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { contentRoutes } from './http/content.routes.js';
+import { directUploadRoutes } from './http/direct-upload.routes.js';
+import { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
+import { SignedIds } from './modules/direct-uploads/signed-id.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { Metrics } from './http/metrics.js';
 import { queryLimitsRule } from './graphql/limits.js';
@@ -75,6 +78,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
   const metrics = new Metrics();
+  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger });
   const services: Services = Object.freeze({
     config,
     logger,
@@ -85,7 +89,17 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     links: new LinkSigner(secrets.linkSigningKey),
     urls: { base: () => baseUrl },
     media,
-    uploads: new UploadService({ prisma: db.prisma, storage, policies, media, logger }),
+    uploads,
+    directUploads: new DirectUploadService({
+      prisma: db.prisma,
+      storage,
+      policies,
+      uploads,
+      signedIds: new SignedIds(secrets.linkSigningKey),
+      logger,
+      ttlSeconds: config.directUploadTtlSeconds,
+      baseUrl: () => baseUrl,
+    }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
   });
@@ -120,6 +134,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   });
 
   app.use(contentRoutes(services));
+  app.use(directUploadRoutes(services));
   app.use(graphiqlRoutes());
 
   const apollo = new ApolloServer<Context>({

@@ -19,12 +19,14 @@ const workerKeys = optionalString.transform((raw, ctx) => {
   const keys = new Map<string, ReadonlySet<string>>();
   if (!raw) return keys;
   for (const entry of raw.split(',')) {
-    const [key, types] = entry.split(':');
-    if (!key || !types || key.length < 16) {
+    const [rawKey, rawTypes] = entry.split(':');
+    const key = rawKey?.trim();
+    const types = (rawTypes ?? '').split('|').map((t) => t.trim()).filter(Boolean);
+    if (!key || types.length === 0 || key.length < 16) {
       ctx.addIssue({ code: 'custom', message: 'expected key:type1|type2,… with keys of at least 16 characters' });
       return z.NEVER;
     }
-    keys.set(key.trim(), new Set(types.split('|').map((t) => t.trim()).filter(Boolean)));
+    keys.set(key, new Set(types));
   }
   return keys;
 });
@@ -51,6 +53,7 @@ const EnvSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+  DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
 });
 
 export interface Config {
@@ -82,6 +85,7 @@ export interface Config {
   readonly logLevel: string;
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
+  readonly directUploadTtlSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -125,5 +129,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     introspection: e.INTROSPECTION ?? true,
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
+    directUploadTtlSeconds: e.DIRECT_UPLOAD_TTL_SECONDS,
   });
 }

@@ -9,6 +9,7 @@ import type { MediaService } from './modules/media/media.service.js';
 import type { UploadService } from './modules/media/upload.service.js';
 import type { RolesService } from './modules/roles/roles.service.js';
 import type { Metrics } from './http/metrics.js';
+import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
 export interface PublicUrls {
@@ -27,6 +28,7 @@ export interface Services {
   readonly urls: PublicUrls;
   readonly media: MediaService;
   readonly uploads: UploadService;
+  readonly directUploads: DirectUploadService;
   readonly roles: RolesService;
   readonly metrics: Metrics;
 }

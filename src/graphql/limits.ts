@@ -23,6 +23,8 @@ export function queryLimitsRule(limits: QueryLimits = DEFAULT_LIMITS) {
       for (const sel of set.selections) {
         if (acc.fields > limits.maxFields) return;
         if (sel.kind === Kind.FIELD) {
+          // Introspection (__schema, __type) is bounded by the schema itself; GraphiQL's query nests deeply.
+          if (sel.name.value.startsWith('__')) continue;
           acc.fields++;
           if (sel.alias) acc.aliases++;
           acc.depth = Math.max(acc.depth, depth + 1);

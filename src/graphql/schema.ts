@@ -5,8 +5,9 @@ import { MediaResolver } from '../modules/media/media.resolver.js';
 import { EntityResolver } from '../modules/entities/entity.resolver.js';
 import { RoleResolver } from '../modules/roles/role.resolver.js';
 import { PolicyResolver } from '../modules/policy/policy.resolver.js';
+import { DirectUploadResolver } from '../modules/direct-uploads/direct-upload.resolver.js';
 
-export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver] as const;
+export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver, DirectUploadResolver] as const;
 
 let cached: Promise<GraphQLSchema> | undefined;
 

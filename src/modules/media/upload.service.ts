@@ -28,7 +28,7 @@ export interface UploadRequest {
 export const MAX_BATCH = 20;
 
 /** What an upload will be, decided from its arguments before any byte is read. */
-interface Plan {
+export interface Plan {
   entity: EntityRef;
   policy: EntityPolicy;
   tags: string[];
@@ -36,7 +36,8 @@ interface Plan {
   level: SecurityLevel;
 }
 
-interface Stored {
+/** A file written to storage, checked, waiting for its rows. */
+export interface Stored {
   id: string;
   plan: Plan;
   fileName: string;
@@ -82,7 +83,7 @@ export class UploadService {
     },
   ) {}
 
-  private plan(req: UploadRequest, field = 'input'): Plan {
+  plan(req: UploadRequest, field = 'input'): Plan {
     const entity = this.deps.media.entity(req.entity, `${field}.entity`);
     const policy = this.deps.policies.get(entity.type, `${field}.entity.type`);
     const tags = normaliseTags(req.tags, `${field}.tags`);
@@ -220,7 +221,8 @@ export class UploadService {
     }
   }
 
-  private async commit(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
+  /** One transaction for the rows of stored files: media, attachment, role. */
+  async commit(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
     const ids = stored.map((s) => s.id);
     await this.deps.prisma.$transaction(async (tx) => {
       for (const s of stored) {
@@ -255,7 +257,7 @@ export class UploadService {
     return ids.map((id) => byId.get(id)!);
   }
 
-  private async removeObjects(tenant: string, ids: string[]): Promise<void> {
+  async removeObjects(tenant: string, ids: string[]): Promise<void> {
     await Promise.all(
       ids.map((id) =>
         this.deps.storage.deletePrefix(objectKeys.prefix(tenant, id)).catch((e: unknown) => {

@@ -1,0 +1,30 @@
+import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
+import type { Context } from '../../graphql/context.js';
+import { requireUser } from '../../graphql/context.js';
+import { MediaRole } from '../../graphql/enums.js';
+import { EntityInput } from '../entities/entity.type.js';
+import type { MediaRecord } from '../media/media.record.js';
+import { Media } from '../media/media.type.js';
+import { DirectUpload, DirectUploadInput } from './direct-upload.type.js';
+import type { DirectUploadTicket } from './direct-upload.service.js';
+
+@Resolver()
+export class DirectUploadResolver {
+  @Mutation(() => DirectUpload, { description: 'Starts a browser-to-storage upload: PUT the bytes to `url` with `headers`, then call completeDirectUpload. STANDARD content only.' })
+  createDirectUpload(@Arg('input', () => DirectUploadInput) input: DirectUploadInput, @Ctx() ctx: Context): Promise<DirectUploadTicket> {
+    const user = requireUser(ctx, 'media:create');
+    return ctx.services.directUploads.create(user.tenant, input);
+  }
+
+  @Mutation(() => Media, { description: 'Verifies a direct upload (existence, size, checksum, detected type) and creates the media like upload. A signed id works once.' })
+  completeDirectUpload(
+    @Arg('signedId', () => String) signedId: string,
+    @Arg('entity', () => EntityInput) entity: EntityInput,
+    @Arg('tags', () => [String], { nullable: true }) tags: string[] | null,
+    @Arg('role', () => MediaRole, { nullable: true }) role: MediaRole | null,
+    @Ctx() ctx: Context,
+  ): Promise<MediaRecord> {
+    const user = requireUser(ctx, 'media:create');
+    return ctx.services.directUploads.complete(user.tenant, user.subject, { signedId, entity: ctx.services.media.entity(entity), tags, role });
+  }
+}

@@ -1,0 +1,48 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+
+export interface SignedIdPayload {
+  /** Direct upload id (and future media id). */
+  id: string;
+  tenant: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
+}
+
+export type SignedIdCheck = { ok: true; payload: SignedIdPayload } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
+
+/**
+ * Tamper-proof direct upload ids: base64url(JSON payload) + "." + HMAC-SHA-256
+ * over it. The payload names the tenant and the expiry; the database row makes
+ * them single-use.
+ */
+export class SignedIds {
+  constructor(private readonly key: Buffer) {}
+
+  private mac(body: string): string {
+    return createHmac('sha256', this.key).update('direct-upload\0').update(body).digest('base64url');
+  }
+
+  sign(payload: SignedIdPayload): string {
+    const body = Buffer.from(JSON.stringify([payload.id, payload.tenant, payload.exp])).toString('base64url');
+    return `${body}.${this.mac(body)}`;
+  }
+
+  verify(signedId: string, now = Date.now()): SignedIdCheck {
+    const [body, mac, extra] = signedId.split('.');
+    if (!body || !mac || extra !== undefined || signedId.length > 512) return { ok: false, reason: 'malformed' };
+    const expected = Buffer.from(this.mac(body));
+    const given = Buffer.from(mac);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return { ok: false, reason: 'forged' };
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+    } catch {
+      return { ok: false, reason: 'malformed' };
+    }
+    if (!Array.isArray(parsed) || parsed.length !== 3) return { ok: false, reason: 'malformed' };
+    const [id, tenant, exp] = parsed as [unknown, unknown, unknown];
+    if (typeof id !== 'string' || typeof tenant !== 'string' || typeof exp !== 'number') return { ok: false, reason: 'malformed' };
+    if (exp * 1000 <= now) return { ok: false, reason: 'expired' };
+    return { ok: true, payload: { id, tenant, exp } };
+  }
+}
