@@ -22,6 +22,7 @@ import { contentRoutes } from './http/content.routes.js';
 import { directUploadRoutes } from './http/direct-upload.routes.js';
 import { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import { SignedIds } from './modules/direct-uploads/signed-id.js';
+import { SweepService } from './modules/sweep/sweep.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { Metrics } from './http/metrics.js';
 import { queryLimitsRule } from './graphql/limits.js';
@@ -102,6 +103,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
+    sweep: new SweepService({ prisma: db.prisma, storage, media, logger }),
   });
 
   const app = express();
@@ -209,10 +211,22 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const port = (httpServer.address() as AddressInfo).port;
   if (!config.publicBaseUrl) baseUrl = `http://localhost:${port}`;
 
+  // The periodic orphan sweep; with several instances the advisory lock lets one run at a time.
+  const sweepTimer =
+    config.sweepIntervalSeconds > 0
+      ? setInterval(() => {
+          services.sweep
+            .run({ graceSeconds: config.sweepGraceSeconds })
+            .then((r) => r && logger.info({ sweep: r }, 'sweep finished'))
+            .catch((e: unknown) => logger.error({ err: e }, 'sweep failed'));
+        }, config.sweepIntervalSeconds * 1000).unref()
+      : undefined;
+
   return {
     url: `http://localhost:${port}`,
     services,
     stop: async () => {
+      clearInterval(sweepTimer);
       await apollo.stop();
       httpServer.closeAllConnections?.();
     },

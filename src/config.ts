@@ -54,6 +54,8 @@ const EnvSchema = z.object({
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+  SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
+  SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
 });
 
 export interface Config {
@@ -86,6 +88,10 @@ export interface Config {
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
   readonly directUploadTtlSeconds: number;
+  /** How often the orphan sweep runs inside the service (0: never). */
+  readonly sweepIntervalSeconds: number;
+  /** Age below which the sweep leaves things alone (in-flight uploads). */
+  readonly sweepGraceSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -130,5 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     introspection: e.INTROSPECTION ?? true,
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     directUploadTtlSeconds: e.DIRECT_UPLOAD_TTL_SECONDS,
+    sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
+    sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
   });
 }

@@ -9,6 +9,7 @@ import type { MediaService } from './modules/media/media.service.js';
 import type { UploadService } from './modules/media/upload.service.js';
 import type { RolesService } from './modules/roles/roles.service.js';
 import type { Metrics } from './http/metrics.js';
+import type { SweepService } from './modules/sweep/sweep.service.js';
 import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
@@ -31,4 +32,5 @@ export interface Services {
   readonly directUploads: DirectUploadService;
   readonly roles: RolesService;
   readonly metrics: Metrics;
+  readonly sweep: SweepService;
 }

@@ -37,11 +37,15 @@ export class LocalDiskStorage implements Storage {
     body.on('data', (c: Buffer) => {
       size += c.length;
     });
+    const out = createWriteStream(tmp, { flags: 'wx' });
     try {
-      await pipeline(body, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(body, out);
       await mkdir(path.dirname(target), { recursive: true });
       await rename(tmp, target);
     } catch (e) {
+      // pipeline can reject while the file is still being opened: wait for the
+      // write stream to close, or the file appears after it was removed.
+      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
       await rm(tmp, { force: true });
       throw e;
     }
@@ -98,6 +102,19 @@ export class LocalDiskStorage implements Storage {
     };
     await walk(this.root, '');
     return out.sort((a, b) => a.key.localeCompare(b.key));
+  }
+
+  async sweepTemporary(olderThan: Date): Promise<number> {
+    let removed = 0;
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const file = path.join(this.tmpDir, name);
+      const s = await stat(file).catch(() => null);
+      if (s && s.mtime < olderThan) {
+        await rm(file, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async check(): Promise<void> {

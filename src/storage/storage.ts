@@ -54,6 +54,8 @@ export interface Storage {
   deletePrefix(prefix: string): Promise<void>;
   /** Objects whose key starts with prefix (the sweep and tests use it). */
   list(prefix: string): Promise<ListedObject[]>;
+  /** Removes leftovers of interrupted writes older than the date; returns how many (local disk). */
+  sweepTemporary?(olderThan: Date): Promise<number>;
   /** Throws when the backend cannot be reached (readiness). */
   check(): Promise<void>;
   /** A URL that GETs the object without credentials until it expires (S3 only). */

@@ -1,0 +1,101 @@
+import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { Logger } from '../../logger.js';
+import type { Storage } from '../../storage/index.js';
+import { objectKeys } from '../../storage/index.js';
+import type { MediaService } from '../media/media.service.js';
+
+export interface SweepReport {
+  /** Deleted media whose objects and row were purged. */
+  deletedMediaPurged: number;
+  /** Expired, never-completed or finished direct upload tickets removed. */
+  directUploadsRemoved: number;
+  /** Object groups ({tenant}/{id}/) with no row, deleted. */
+  orphanGroupsDeleted: number;
+  /** Temporary files of interrupted writes removed (local disk). */
+  temporaryRemoved: number;
+}
+
+const KEY_RE = /^([a-z][a-z0-9]{2,15})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
+const SWEEP_LOCK = 727275;
+
+/**
+ * Finishes what a crash or a fault left half-done (SPEC 15), in both directions,
+ * for anything older than the grace period (so in-flight uploads are never
+ * touched): rows of deleted media whose objects remain, direct uploads that
+ * expired or ended, and stored objects that no row points at. One instance sweeps
+ * at a time (advisory lock); every step is idempotent.
+ */
+export class SweepService {
+  constructor(private readonly deps: { prisma: PrismaClient; storage: Storage; media: MediaService; logger: Logger }) {}
+
+  /** `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). */
+  async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
+    const { prisma } = this.deps;
+    const report: SweepReport = { deletedMediaPurged: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
+    const cutoff = new Date(Date.now() - options.graceSeconds * 1000);
+    const tenant = options.tenant ?? null;
+    // A session-level advisory lock needs one connection for lock and unlock: hold it in a transaction.
+    return prisma.$transaction(
+      async (tx) => {
+        const [lock] = await tx.$queryRaw<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK}) AS ok`;
+        if (!lock?.ok) return null;
+
+        const deleted = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
+          SELECT tenant_id, id FROM media WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff}
+            AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
+        for (const m of deleted) {
+          await this.deps.media.purge(m.tenant_id, m.id);
+          report.deletedMediaPurged++;
+        }
+
+        const tickets = await prisma.$queryRaw<{ tenant_id: string; id: string; has_media: boolean }[]>`
+          SELECT d.tenant_id, d.id, EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = d.tenant_id AND m.id = d.id) AS has_media
+          FROM direct_upload d
+          WHERE ((d.completed_at IS NULL AND d.expires_at < ${cutoff}) OR (d.completed_at IS NOT NULL AND d.completed_at < ${cutoff}))
+            AND (${tenant}::text IS NULL OR d.tenant_id = ${tenant})
+          LIMIT 10000`;
+        for (const t of tickets) {
+          if (!t.has_media) await this.deps.storage.deletePrefix(objectKeys.prefix(t.tenant_id, t.id));
+          await prisma.$executeRaw`DELETE FROM direct_upload WHERE tenant_id = ${t.tenant_id} AND id = ${t.id}::uuid`;
+          report.directUploadsRemoved++;
+        }
+
+        report.orphanGroupsDeleted = await this.sweepOrphanObjects(cutoff, tenant);
+        if (!tenant) report.temporaryRemoved = (await this.deps.storage.sweepTemporary?.(cutoff)) ?? 0;
+        return report;
+      },
+      { timeout: 10 * 60_000, maxWait: 10_000 },
+    );
+  }
+
+  /** Groups objects by {tenant}/{id}/ and deletes groups older than the cutoff that no media or direct upload row claims. */
+  private async sweepOrphanObjects(cutoff: Date, tenant: string | null): Promise<number> {
+    const groups = new Map<string, { tenant: string; id: string; newest: number }>();
+    for (const o of await this.deps.storage.list(tenant ? `${tenant}/` : '')) {
+      const m = KEY_RE.exec(o.key);
+      if (!m) continue;
+      const key = `${m[1]}/${m[2]}`;
+      const g = groups.get(key);
+      const t = o.lastModified.getTime();
+      if (!g) groups.set(key, { tenant: m[1]!, id: m[2]!, newest: t });
+      else g.newest = Math.max(g.newest, t);
+    }
+    const old = [...groups.values()].filter((g) => g.newest < cutoff.getTime());
+    let deleted = 0;
+    for (let i = 0; i < old.length; i += 1000) {
+      const batch = old.slice(i, i + 1000);
+      const claimed = await this.deps.prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
+        SELECT k.tenant_id, k.id::text AS id FROM unnest(${batch.map((g) => g.tenant)}::text[], ${batch.map((g) => g.id)}::uuid[]) AS k(tenant_id, id)
+        WHERE EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = k.tenant_id AND m.id = k.id)
+           OR EXISTS (SELECT 1 FROM direct_upload d WHERE d.tenant_id = k.tenant_id AND d.id = k.id)`;
+      const keep = new Set(claimed.map((c) => `${c.tenant_id}/${c.id}`));
+      for (const g of batch) {
+        if (keep.has(`${g.tenant}/${g.id}`)) continue;
+        await this.deps.storage.deletePrefix(objectKeys.prefix(g.tenant, g.id));
+        this.deps.logger.info({ tenant: g.tenant, id: g.id }, 'sweep: deleted orphaned objects');
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+}

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID, createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { CreateDirectUploadDocument, UploadDocument } from '../generated/graphql.js';
+import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
+import { ok } from '../helpers/client.js';
+import { jpeg, pdf, pdfBytes } from '../helpers/files.js';
+import { storedKeys } from '../helpers/stored.js';
+
+let app: TestApp;
+beforeAll(async () => {
+  // The periodic sweep is off here: each test runs it when it wants to.
+  app = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0' } });
+});
+afterAll(() => app?.close());
+
+const put = (key: string, bytes: Buffer) => app.services.storage.put(key, Readable.from([bytes]));
+
+describe('orphan sweep', () => {
+  it('deletes objects no row points at, rows of deleted media whose objects remain, and dead direct uploads; keeps the living', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+
+    // A live media (with variants) that must survive.
+    const live = (await ok(app.url, UploadDocument, { input: { file: await jpeg(700, 500), entity: { type: 'property', id: 'p' } } }, { token })).upload;
+    const liveKeys = await storedKeys(app, tenant);
+    expect(liveKeys).toContain(`${tenant}/${live.id}/original`);
+
+    // 1. The storage write succeeded, then the process died before the transaction: objects with no row.
+    const orphanId = randomUUID();
+    await put(`${tenant}/${orphanId}/original`, pdfBytes(1));
+    await put(`${tenant}/${orphanId}/THUMB`, Buffer.from('x'));
+
+    // 2. deleteMedia marked the row, then the process died before purging: a deleted row whose objects remain.
+    const doomed = (await ok(app.url, UploadDocument, { input: { file: pdf(1), entity: { type: 'company', id: 'c' } } }, { token })).upload;
+    await app.db.prisma.$executeRaw`UPDATE media SET deleted_at = now() - interval '1 minute' WHERE id = ${doomed.id}::uuid`;
+
+    // 3. A direct upload whose bytes arrived but that was never completed, now expired.
+    const bytes = pdfBytes(2);
+    const t = (
+      await ok(app.url, CreateDirectUploadDocument, {
+        input: { filename: 'a.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: createHash('sha256').update(bytes).digest('base64') },
+      }, { token })
+    ).createDirectUpload;
+    await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes });
+    const ticketId = t.key.split('/')[1]!;
+    await app.db.prisma.$executeRaw`UPDATE direct_upload SET expires_at = now() - interval '1 minute' WHERE id = ${ticketId}::uuid`;
+
+    // 4. A pending direct upload (not expired) must survive, and so must its bytes.
+    const pending = (
+      await ok(app.url, CreateDirectUploadDocument, {
+        input: { filename: 'b.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: createHash('sha256').update(bytes).digest('base64') },
+      }, { token })
+    ).createDirectUpload;
+    await fetch(pending.url, { method: 'PUT', headers: pending.headers.all as Record<string, string>, body: bytes });
+
+    // With a grace period longer than everything's age, nothing is touched.
+    const gentle = await app.services.sweep.run({ graceSeconds: 3600, tenant });
+    expect(gentle).toMatchObject({ deletedMediaPurged: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0 });
+    expect(await storedKeys(app, tenant)).toContain(`${tenant}/${orphanId}/original`);
+
+    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    expect(report).not.toBeNull();
+    expect(report!.deletedMediaPurged).toBeGreaterThanOrEqual(1);
+    expect(report!.directUploadsRemoved).toBeGreaterThanOrEqual(1);
+    expect(report!.orphanGroupsDeleted).toBeGreaterThanOrEqual(1);
+
+    const keys = await storedKeys(app, tenant);
+    expect(keys.filter((k) => k.includes(orphanId))).toEqual([]);
+    expect(keys.filter((k) => k.includes(doomed.id))).toEqual([]);
+    expect(keys.filter((k) => k.includes(ticketId))).toEqual([]);
+    expect(keys).toContain(pending.key);
+    expect(keys.filter((k) => k.includes(live.id)).sort()).toEqual(liveKeys.filter((k) => k.includes(live.id)).sort());
+
+    // Rows: the deleted media and the expired ticket are gone; the live ones stay.
+    expect(await app.db.prisma.media.findMany({ where: { tenantId: tenant }, select: { id: true } })).toEqual([{ id: live.id }]);
+    const tickets = await app.db.prisma.directUpload.findMany({ where: { tenantId: tenant }, select: { storageKey: true } });
+    expect(tickets).toEqual([{ storageKey: pending.key }]);
+
+    // Nothing is left pointing at a missing object: every remaining media has its original.
+    for (const m of await app.db.prisma.media.findMany({ where: { tenantId: tenant } })) {
+      expect(await app.services.storage.head(m.storageKey)).not.toBeNull();
+    }
+  });
+
+  // Sweeps here are limited to the test's tenant: other test files share the database and the S3 bucket.
+  it('is idempotent: a second run finds nothing more to do for the tenant', async () => {
+    const tenant = newTenant();
+    await put(`${tenant}/${randomUUID()}/original`, Buffer.from('orphan'));
+    await app.services.sweep.run({ graceSeconds: 0, tenant });
+    expect(await storedKeys(app, tenant)).toEqual([]);
+    const again = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    expect(again).not.toBeNull();
+    expect(await storedKeys(app, tenant)).toEqual([]);
+  });
+});
