@@ -4,7 +4,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { graphqlUploadExpress } from 'graphql-upload-minimal';
+import { graphqlUploadExpress, Upload } from 'graphql-upload-minimal';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -29,8 +29,7 @@ import { queryLimitsRule } from './graphql/limits.js';
 import { sendError } from './http/respond.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
-import { MAX_BATCH, UploadService } from './modules/media/upload.service.js';
-import { MAX_SUPPORTED_SIZE } from './modules/policy/media-types.js';
+import { discardUpload, MAX_BATCH, UploadService } from './modules/media/upload.service.js';
 import { PolicyRegistry } from './modules/policy/policy.js';
 import { RolesService } from './modules/roles/roles.service.js';
 import type { Services } from './services.js';
@@ -70,12 +69,49 @@ function multipartCsrfGuard(req: Request, res: Response, next: NextFunction): vo
   });
 }
 
+/**
+ * Errors of the multipart parser are the client's: a body without fields or a
+ * content type without boundary makes graphql-upload-minimal answer 500 (or
+ * busboy throw a plain Error). Report them as 400 so they are not logged and
+ * masked as internal errors.
+ */
+function multipartClientErrors(upload: express.RequestHandler): express.RequestHandler {
+  return (req, res, next) =>
+    upload(req, res, (err?: unknown) => {
+      if (!err) return next();
+      const status = (err as { status?: number }).status;
+      if (typeof status === 'number' && status >= 400 && status < 500) return next(err);
+      res.status(400);
+      next(Object.assign(new Error(`Malformed multipart request: ${(err as Error).message ?? 'unreadable body'}`), { status: 400 }));
+    });
+}
+
+/** Every Upload that graphql-upload-minimal placed in the parsed operations. */
+function uploadsIn(value: unknown, out: Upload[] = [], depth = 0): Upload[] {
+  if (value instanceof Upload) out.push(value);
+  else if (value && typeof value === 'object' && depth < 32) for (const v of Object.values(value)) uploadsIn(v, out, depth + 1);
+  return out;
+}
+
+/**
+ * Once the response is sent, reads and throws away every file that no resolver
+ * consumed (the operation was refused before reading it: authentication, scope,
+ * invalid variables), so the rest of the body is read and the request cannot
+ * hang or wedge the connection (graphql-upload-minimal issue 37). Files a
+ * resolver already read are skipped (discardUpload never throws).
+ */
+function drainUnusedUploads(req: Request, res: Response, next: NextFunction): void {
+  const uploads = uploadsIn(req.body);
+  if (uploads.length) res.once('finish', () => void Promise.all(uploads.map((u) => discardUpload(u.promise))));
+  next();
+}
+
 /** Builds the services and the HTTP server and starts listening. */
 export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { config, logger, db } = options;
   const storage = options.storage ?? createStorage(config);
   const secrets = resolveSecrets(config);
-  const policies = PolicyRegistry.load(config.policyFile);
+  const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
   const metrics = new Metrics();
@@ -159,7 +195,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     '/graphql',
     multipartCsrfGuard,
     // One byte above the largest supported size: anything cut here is also over every limit we enforce.
-    graphqlUploadExpress({ maxFileSize: MAX_SUPPORTED_SIZE + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 }),
+    multipartClientErrors(graphqlUploadExpress({ maxFileSize: policies.maxFileSize() + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 })),
+    drainUnusedUploads,
     express.json({ limit: '1mb' }),
     expressMiddleware(apollo, {
       context: async ({ req, res }): Promise<Context> => {

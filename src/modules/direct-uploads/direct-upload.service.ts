@@ -58,10 +58,10 @@ export class DirectUploadService {
   async create(tenant: string, input: { filename: string; contentType: string; byteSize: number; checksum: string }): Promise<DirectUploadTicket> {
     const filename = sanitiseFileName(input.filename);
     const contentType = normaliseMime(input.contentType) ?? '';
-    const type = SUPPORTED_TYPES.get(contentType);
-    if (!type) throw errors.unsupportedType(`Content type "${input.contentType}" is not supported`);
+    if (!SUPPORTED_TYPES.has(contentType)) throw errors.unsupportedType(`Content type "${input.contentType}" is not supported`);
     if (!Number.isSafeInteger(input.byteSize) || input.byteSize < 1) throw errors.badInput('input.byteSize', 'byteSize must be a positive integer');
-    if (input.byteSize > type.maxSize) throw errors.tooLarge(type.maxSize);
+    const limit = this.deps.policies.kindLimit(contentType);
+    if (input.byteSize > limit) throw errors.tooLarge(limit);
     if (!SHA256_B64.test(input.checksum)) throw errors.badInput('input.checksum', 'checksum must be the base64 SHA-256 of the content (44 characters)');
 
     const id = randomUUID();

@@ -32,9 +32,6 @@ export const SUPPORTED_TYPES: ReadonlyMap<string, SupportedType> = new Map(
   ).map(([mime, kind, mb, ext]) => [mime, { mime, kind, maxSize: mb * MiB, ext }]),
 );
 
-/** The largest size any supported type allows: the multipart parser's own cut-off. */
-export const MAX_SUPPORTED_SIZE = Math.max(...[...SUPPORTED_TYPES.values()].map((t) => t.maxSize));
-
 /** Names usable in a policy file for groups of types. */
 export const TYPE_GROUPS: Readonly<Record<string, readonly string[]>> = {
   images: ['image/jpeg', 'image/png', 'image/gif', 'image/webp'],

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { SecurityLevel, MediaRole } from '../../generated/prisma/enums.js';
+import type { SecurityLevel, MediaRole, MediaKind } from '../../generated/prisma/enums.js';
 import { errors } from '../../errors/index.js';
 import { SUPPORTED_TYPES, TYPE_GROUPS } from './media-types.js';
 
@@ -47,10 +47,16 @@ export const DEFAULT_POLICY_SOURCE: z.input<typeof PolicyFileSchema> = {
   company: { securityLevel: 'STANDARD', allowed: ['images', 'pdf', 'office'] },
 };
 
+/** Per-kind size limits in bytes that replace the built-in ones (MEDIA_KIND_LIMITS_MB). */
+export type KindLimits = Partial<Record<MediaKind, number>>;
+
 export class PolicyRegistry {
   private readonly byType: ReadonlyMap<string, EntityPolicy>;
 
-  constructor(source: unknown) {
+  constructor(
+    source: unknown,
+    private readonly kindLimits: KindLimits = {},
+  ) {
     const parsed = PolicyFileSchema.parse(source);
     const map = new Map<string, EntityPolicy>();
     for (const [entityType, p] of Object.entries(parsed)) {
@@ -61,20 +67,32 @@ export class PolicyRegistry {
         else if (SUPPORTED_TYPES.has(item)) allowed.add(item);
         else throw new Error(`policy for "${entityType}": "${item}" is neither a supported MIME type nor a group (${Object.keys(TYPE_GROUPS).join(', ')})`);
       }
-      const kindMax = Math.max(...[...allowed].map((m) => SUPPORTED_TYPES.get(m)!.maxSize));
+      const kindMax = Math.max(...[...allowed].map((m) => this.kindLimit(m)));
       const maxFileSize = p.maxFileSizeMB !== undefined ? Math.min(Math.floor(p.maxFileSizeMB * MiB), kindMax) : kindMax;
       map.set(entityType, Object.freeze({ entityType, securityLevel: p.securityLevel, allowedMediaTypes: Object.freeze([...allowed]), maxFileSize }));
     }
     this.byType = map;
   }
 
-  static load(file: string | undefined): PolicyRegistry {
-    if (!file) return new PolicyRegistry(DEFAULT_POLICY_SOURCE);
+  static load(file: string | undefined, kindLimits: KindLimits = {}): PolicyRegistry {
+    if (!file) return new PolicyRegistry(DEFAULT_POLICY_SOURCE, kindLimits);
     try {
-      return new PolicyRegistry(JSON.parse(readFileSync(file, 'utf8')));
+      return new PolicyRegistry(JSON.parse(readFileSync(file, 'utf8')), kindLimits);
     } catch (e) {
       throw new Error(`MEDIA_POLICY_FILE ${file}: ${e instanceof Error ? e.message : String(e)}`);
     }
+  }
+
+  /** Size limit of a supported type's kind (built-in, or as configured). */
+  kindLimit(mime: string): number {
+    const t = SUPPORTED_TYPES.get(mime);
+    if (!t) return 0;
+    return this.kindLimits[t.kind] ?? t.maxSize;
+  }
+
+  /** The largest file any entity type accepts: the multipart parser's own cut-off is one byte above. */
+  maxFileSize(): number {
+    return Math.max(...[...this.byType.values()].map((p) => p.maxFileSize));
   }
 
   list(): EntityPolicy[] {
@@ -94,6 +112,6 @@ export class PolicyRegistry {
     if (!t || !policy.allowedMediaTypes.includes(mime)) {
       throw errors.unsupportedType(`Content of type ${mime} is not accepted for entity type "${policy.entityType}"`);
     }
-    return Math.min(t.maxSize, policy.maxFileSize);
+    return Math.min(this.kindLimit(mime), policy.maxFileSize);
   }
 }

@@ -1,0 +1,126 @@
+// Shared pieces of the benchmarks: child processes for the service and s3rver,
+// RSS sampling, test files, medians.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { once } from 'node:events';
+import { freePort } from '../src/db/embedded.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const MiB = 1024 * 1024;
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(file, { highWaterMark: 4 * MiB })) h.update(c as Buffer);
+  return h.digest('hex');
+}
+
+/** An MP4-looking file (ftyp header, then random bytes) of `size` bytes, made once. */
+export async function mp4File(dir: string, size: number): Promise<string> {
+  const file = path.join(dir, `bench-${size}.mp4`);
+  if (existsSync(file) && (await stat(file)).size === size) return file;
+  const out = createWriteStream(file);
+  const header = Buffer.alloc(32, 0);
+  Buffer.from([0, 0, 0, 0x18]).copy(header, 0);
+  Buffer.from('ftypisom\0\0\x02\0isomiso2', 'latin1').copy(header, 4);
+  Buffer.from([0, 0, 0, 8]).copy(header, 24);
+  Buffer.from('free', 'latin1').copy(header, 28);
+  out.write(header);
+  let left = size - header.length;
+  const block = randomBytes(4 * MiB);
+  while (left > 0) {
+    const n = Math.min(left, block.length);
+    if (!out.write(n === block.length ? block : block.subarray(0, n))) await once(out, 'drain');
+    left -= n;
+    block[0] = (block[0]! + 1) & 0xff; // not the same 4 MiB over and over
+  }
+  out.end();
+  await once(out, 'finish');
+  return file;
+}
+
+export interface Child {
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+export function startChild(args: string[], env: Record<string, string>, label: string): Child {
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const keep = (c: Buffer) => {
+    tail = (tail + c.toString()).slice(-4000);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  proc.on('exit', (code) => {
+    if (code && code !== 0 && code !== 143) console.error(`${label} exited with ${code}:\n${tail}`);
+  });
+  return {
+    proc,
+    stop: async () => {
+      if (proc.exitCode !== null) return;
+      proc.kill('SIGTERM');
+      await Promise.race([once(proc, 'exit'), new Promise((r) => setTimeout(r, 10_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
+}
+
+export async function waitFor(url: string, timeoutMs = 60_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+/** Resident set size of a process in bytes (Linux). */
+export async function rssOf(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** Samples RSS every `ms` until stopped; returns the peak. */
+export function sampleRss(pid: number, ms = 25): { stop(): Promise<number> } {
+  let peak = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      peak = Math.max(peak, await rssOf(pid).catch(() => 0));
+      await new Promise((r) => setTimeout(r, ms));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      return peak;
+    },
+  };
+}
+
+/** s3rver in its own process, so it does not share an event loop with the client or the service. */
+export async function startS3rverProcess(dir: string, bucket: string): Promise<{ endpoint: string; child: Child }> {
+  const port = await freePort();
+  const child = startChild(['--import', 'tsx', path.join(ROOT, 'bench/s3rver-process.ts')], { S3RVER_DIR: dir, S3RVER_PORT: String(port), S3RVER_BUCKET: bucket }, 's3rver');
+  const endpoint = `http://127.0.0.1:${port}`;
+  await waitFor(`${endpoint}/${bucket}`);
+  return { endpoint, child };
+}
+
+export { freePort };
