@@ -35,10 +35,20 @@ export function formatError(formatted: GraphQLFormattedError, error: unknown): G
   return { message: 'Internal server error', path: formatted.path, extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
 }
 
+/**
+ * GraphQLError from any copy of graphql-js: Apollo may load the CommonJS build
+ * while this module gets the ESM one (graphql has no "exports" map; vitest/vite
+ * resolve its "module" field), so `instanceof` alone would mask Apollo's own
+ * request errors (bad variables, validation) as internal errors.
+ */
+function isGraphQLError(e: unknown): e is GraphQLError {
+  return e instanceof GraphQLError || Object.prototype.toString.call(e) === '[object GraphQLError]';
+}
+
 /** Whether an (unwrapped) error is hidden from clients. */
 function isMasked(original: unknown): boolean {
   if (original instanceof AppError) return original.code === ErrorCode.INTERNAL_SERVER_ERROR;
-  if (!(original instanceof GraphQLError)) return true;
+  if (!isGraphQLError(original)) return true;
   const code = original.extensions?.['code'];
   return !(typeof code === 'string' && APOLLO_CODES.has(code));
 }

@@ -69,7 +69,9 @@ export function createLoaders(prisma: PrismaClient, tenant: string | null): Load
 
   const entityRoles = new DataLoader<EntityRef, RoleRecord[], string>(
     async (entities) => {
-      const rows = await mediaRepository.rolesForEntities(prisma, t, entities);
+      const withMedia = await mediaRepository.rolesForEntities(prisma, t, entities);
+      prime(withMedia.map((x) => x.media));
+      const rows = withMedia.map((x) => x.role);
       const byEntity = groupBy(rows, (r) => entityKey({ type: r.entityType, id: r.entityId }));
       return entities.map((e) => byEntity.get(entityKey(e)) ?? []);
     },

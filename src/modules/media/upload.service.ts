@@ -182,6 +182,11 @@ export class UploadService {
         return limit;
       },
     });
+    // The inspector can fail (unsupported type, empty file) before storage.put has
+    // attached its own listeners (it awaits setup first); without this listener
+    // that 'error' would be an uncaught exception that kills the process. The
+    // error still reaches the caller through put() and inspectorError() below.
+    inspector.on('error', () => undefined);
     let cut = false;
     // graphql-upload-minimal ends a stream that passed its cut-off as if it were
     // complete (its issue 51); its 'limit' event and `truncated` flag say so.
