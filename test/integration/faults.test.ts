@@ -1,0 +1,385 @@
+// Fault injection (SPEC 15): storage failing mid-stream, and the database failing
+// after the storage write. The storage faults wrap the run's real driver; the
+// database faults are real PostgreSQL errors raised by a trigger for one tenant.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { errors } from '../../src/errors/index.js';
+import type { Storage } from '../../src/storage/index.js';
+import type { ObjectInfo, PutOptions } from '../../src/storage/storage.js';
+import { FltMediaDocument, FltUploadDocument, FltUploadManyDocument } from '../generated/graphql.js';
+import { STORAGE_DRIVER, newTenant, startTestApp, type TestApp } from '../helpers/app.js';
+import { codeOf, gql, ok, type GqlResult } from '../helpers/client.js';
+import { jpeg, mp4, pdf, png } from '../helpers/files.js';
+import { storedKeys } from '../helpers/stored.js';
+
+type PutFault = (key: string, body: Readable, options: PutOptions | undefined, real: Storage) => Promise<ObjectInfo>;
+
+/**
+ * The run's real driver with a switchable fault on put. `written` lists every
+ * key a put completed, so a test can show that objects existed before the
+ * service deleted them.
+ */
+class FaultSwitch {
+  fault: { tenant: string; put: PutFault } | null = null;
+  readonly written: string[] = [];
+  readonly failedPuts: string[] = [];
+
+  wrap(real: Storage): Storage {
+    const put = async (key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo> => {
+      const fault = this.fault;
+      if (fault && key.startsWith(`${fault.tenant}/`)) {
+        try {
+          const info = await fault.put(key, body, options, real);
+          this.written.push(key);
+          return info;
+        } catch (e) {
+          this.failedPuts.push(key);
+          throw e;
+        }
+      }
+      const info = await real.put(key, body, options);
+      this.written.push(key);
+      return info;
+    };
+    return new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'put') return put;
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+  }
+
+  writtenFor(tenant: string): string[] {
+    return this.written.filter((k) => k.startsWith(`${tenant}/`));
+  }
+}
+
+/** Reads about `bytes` of the body, then fails as a backend would mid-transfer (the body is left as is). */
+function consumeThenThrow(bytes: number, error: Error = new Error('ECONNRESET: backend went away (secret-host:9000)')): PutFault {
+  return (_key, body) =>
+    new Promise<ObjectInfo>((_resolve, reject) => {
+      let seen = 0;
+      const onData = (c: Buffer) => {
+        seen += c.length;
+        if (seen >= bytes) {
+          body.off('data', onData);
+          body.pause();
+          reject(error);
+        }
+      };
+      body.on('data', onData);
+      body.once('end', () => reject(error));
+      body.once('error', reject);
+    });
+}
+
+/** Hands the real driver a body that breaks after `bytes`: the driver's own clean-up (temporary files, multipart) is tested. */
+function breakBodyAfter(bytes: number): PutFault {
+  return (key, body, options, real) => {
+    let seen = 0;
+    const breaking = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        seen += chunk.length;
+        if (seen > bytes) return done(new Error('stream broke mid-transfer'));
+        done(null, chunk);
+      },
+    });
+    body.on('error', (e) => breaking.destroy(e));
+    body.pipe(breaking);
+    return real.put(key, breaking, options);
+  };
+}
+
+/** Fails the put of one key (by its last segment), everything else passes to the real driver. */
+function failKeyEnding(suffix: string, fault: PutFault): PutFault {
+  return (key, body, options, real) => (key.endsWith(suffix) ? fault(key, body, options, real) : real.put(key, body, options));
+}
+
+/** Every file under <dataDir>/blobs for a tenant, and every temporary file (local driver only). */
+async function localLeftovers(app: TestApp, tenant: string): Promise<string[]> {
+  if (STORAGE_DRIVER !== 'local') return [];
+  const root = path.join(app.dataDir, 'blobs');
+  const out: string[] = [];
+  for (const dir of [path.join(root, tenant), path.join(root, '.tmp')]) {
+    if (!existsSync(dir)) continue;
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    for (const e of entries) if (!e.isDirectory()) out.push(path.relative(root, path.join(e.parentPath, e.name)));
+  }
+  return out;
+}
+
+let app: TestApp;
+const faults = new FaultSwitch();
+let sql: pg.Client;
+const healthyTenant = newTenant('ok');
+let healthyToken: string;
+
+beforeAll(async () => {
+  app = await startTestApp({ storage: (_dataDir, real) => faults.wrap(real) });
+  sql = new pg.Client({ connectionString: inject('databaseUrl') });
+  await sql.connect();
+  healthyToken = await app.token(healthyTenant);
+});
+afterAll(async () => {
+  await sql?.end();
+  await app?.close();
+});
+
+async function mediaRows(tenant: string): Promise<number> {
+  return app.db.prisma.media.count({ where: { tenantId: tenant } });
+}
+
+/** Nothing of the tenant is left: no media, attachment or role row, no object, no temporary file. */
+async function expectNothingLeft(tenant: string): Promise<void> {
+  expect(await mediaRows(tenant)).toBe(0);
+  expect(await app.db.prisma.mediaAttachment.count({ where: { tenantId: tenant } })).toBe(0);
+  expect(await app.db.prisma.mediaRoleAssignment.count({ where: { tenantId: tenant } })).toBe(0);
+  expect(await storedKeys(app, tenant)).toEqual([]);
+  expect(await localLeftovers(app, tenant)).toEqual([]);
+}
+
+/** (d) The server still serves: an upload for another tenant works and reads back. */
+async function expectStillServing(): Promise<void> {
+  const { upload } = await ok(app.url, FltUploadDocument, { input: { file: await png(40, 30), entity: { type: 'property', id: 'alive' } } }, { token: healthyToken });
+  const { media } = await ok(app.url, FltMediaDocument, { id: upload.id }, { token: healthyToken });
+  expect(media?.id).toBe(upload.id);
+  expect(await storedKeys(app, healthyTenant)).toContain(`${healthyTenant}/${upload.id}/original`);
+  const health = await fetch(`${app.url}/readyz`);
+  expect(health.status).toBe(200);
+}
+
+function expectStorageUnavailable(r: GqlResult<unknown>, index?: number): void {
+  expect(r.data ?? null).toBeNull();
+  expect(r.errors).toHaveLength(1);
+  expect(codeOf(r)).toBe('STORAGE_UNAVAILABLE');
+  expect(r.errors![0]!.message).not.toMatch(/secret-host|ECONNRESET|broke/);
+  if (index !== undefined) expect(r.errors![0]!.extensions?.index).toBe(index);
+}
+
+async function withFault<T>(tenant: string, put: PutFault, fn: () => Promise<T>): Promise<T> {
+  faults.fault = { tenant, put };
+  try {
+    return await fn();
+  } finally {
+    faults.fault = null;
+  }
+}
+
+describe('storage failing mid-stream', () => {
+  it('a driver that fails after reading part of the body: STORAGE_UNAVAILABLE, no row, no object', async () => {
+    const tenant = newTenant('fs');
+    const token = await app.token(tenant);
+    const file = mp4(2 * 1024 * 1024);
+    const r = await withFault(tenant, consumeThenThrow(256 * 1024), () =>
+      gql(app.url, FltUploadDocument, { input: { file, entity: { type: 'property', id: 'p1' }, tags: ['x'], role: 'PRIMARY_PHOTO' } }, { token }),
+    );
+    expectStorageUnavailable(r);
+    expect(faults.failedPuts.some((k) => k.startsWith(`${tenant}/`))).toBe(true);
+    await expectNothingLeft(tenant);
+    await expectStillServing();
+  });
+
+  it('the real driver given a body that breaks mid-stream: no object and no temporary file', async () => {
+    const tenant = newTenant('fb');
+    const token = await app.token(tenant);
+    const r = await withFault(tenant, breakBodyAfter(300 * 1024), () =>
+      gql(app.url, FltUploadDocument, { input: { file: mp4(3 * 1024 * 1024), entity: { type: 'property', id: 'p1' } } }, { token }),
+    );
+    expectStorageUnavailable(r);
+    await expectNothingLeft(tenant);
+    await expectStillServing();
+  });
+
+  it('a driver error that is already STORAGE_UNAVAILABLE passes through unchanged', async () => {
+    const tenant = newTenant('fu');
+    const token = await app.token(tenant);
+    const r = await withFault(
+      tenant,
+      consumeThenThrow(1, errors.storageUnavailable(new Error('bucket unreachable'))),
+      () => gql(app.url, FltUploadDocument, { input: { file: pdf(2), entity: { type: 'company', id: 'c1' } } }, { token }),
+    );
+    expectStorageUnavailable(r);
+    await expectNothingLeft(tenant);
+  });
+
+  it('a failure writing a variant removes the original and the variants already written', async () => {
+    const tenant = newTenant('fv');
+    const token = await app.token(tenant);
+    const file = await jpeg(1400, 1000);
+    const r = await withFault(tenant, failKeyEnding('/MEDIUM', consumeThenThrow(1)), () =>
+      gql(app.url, FltUploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token }),
+    );
+    expectStorageUnavailable(r);
+    // The original and THUMB were written before MEDIUM failed; they are gone now.
+    const written = faults.writtenFor(tenant);
+    expect(written.map((k) => k.split('/')[2]).sort()).toEqual(['THUMB', 'original']);
+    await expectNothingLeft(tenant);
+    await expectStillServing();
+  });
+
+  it('uploadMany: a failure in the third file deletes the objects of the first two, names index 2, stores no row', async () => {
+    const tenant = newTenant('fm');
+    const token = await app.token(tenant);
+    const ids: string[] = [];
+    const inputs = [
+      { file: await jpeg(800, 600, 'a.jpg'), entity: { type: 'property', id: 'p1' } },
+      { file: pdf(3, 'b.pdf'), entity: { type: 'property', id: 'p1' } },
+      { file: mp4(1024 * 1024, 'c.mp4'), entity: { type: 'property', id: 'p1' } },
+      { file: await png(50, 50, 'd.png'), entity: { type: 'property', id: 'p1' } },
+    ];
+    let puts = 0;
+    const r = await withFault(
+      tenant,
+      (key, body, options, real) => {
+        if (key.endsWith('/original')) {
+          ids.push(key.split('/')[1]!);
+          if (++puts === 3) return consumeThenThrow(128 * 1024)(key, body, options, real);
+        }
+        return real.put(key, body, options);
+      },
+      () => gql(app.url, FltUploadManyDocument, { inputs }, { token }),
+    );
+    expectStorageUnavailable(r, 2);
+    // Inputs 0 and 1 were stored (original + variants for the JPEG) before input 2 failed; input 3 never was.
+    const written = faults.writtenFor(tenant);
+    expect(new Set(written.map((k) => k.split('/')[1]))).toEqual(new Set(ids.slice(0, 2)));
+    expect(written).toContain(`${tenant}/${ids[0]}/THUMB`);
+    expect(ids).toHaveLength(3);
+    await expectNothingLeft(tenant);
+    await expectStillServing();
+  });
+});
+
+describe('database failing after the storage write', () => {
+  const suffix = randomBytes(4).toString('hex');
+  const fn = `flt_fail_${suffix}`;
+  const triggers: { name: string; table: string }[] = [];
+
+  /** A real PostgreSQL error on insert into `table` for one tenant only. */
+  async function failInserts(table: 'media' | 'media_attachment' | 'media_role', tenant: string): Promise<void> {
+    const name = `flt_${table}_${suffix}`;
+    await sql.query(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.tenant_id = TG_ARGV[0] THEN
+          RAISE EXCEPTION 'injected fault: insert into % refused (SELECT secret FROM vault)', TG_TABLE_NAME;
+        END IF;
+        RETURN NEW;
+      END $$`);
+    await sql.query(`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}('${tenant}')`);
+    triggers.push({ name, table });
+  }
+
+  async function dropTriggers(): Promise<void> {
+    for (const t of triggers.splice(0)) await sql.query(`DROP TRIGGER IF EXISTS ${t.name} ON ${t.table}`);
+  }
+
+  afterAll(async () => {
+    await dropTriggers();
+    await sql.query(`DROP FUNCTION IF EXISTS ${fn}()`);
+  });
+
+  function expectMaskedInternal(r: GqlResult<unknown>): void {
+    expect(r.data ?? null).toBeNull();
+    expect(r.errors).toHaveLength(1);
+    const e = r.errors![0]!;
+    expect(e.extensions?.code).toBe('INTERNAL_SERVER_ERROR');
+    expect(e.message).toBe('Internal server error');
+    expect(String(e.extensions?.['requestId'])).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    // Nothing of the SQL or the database error reaches the client.
+    const body = JSON.stringify(r.errors);
+    for (const leak of ['injected', 'vault', 'SELECT', 'INSERT', 'media_', 'P2010', 'P0001', 'prisma', 'stacktrace']) expect(body).not.toContain(leak);
+  }
+
+  it.each([['media'], ['media_attachment'], ['media_role']] as const)(
+    'upload: an insert into %s failing deletes the stored original and variants, and no row remains',
+    async (table) => {
+      const tenant = newTenant('db');
+      const token = await app.token(tenant);
+      await failInserts(table, tenant);
+      try {
+        const before = faults.writtenFor(tenant).length;
+        const r = await gql(
+          app.url,
+          FltUploadDocument,
+          { input: { file: await jpeg(1400, 1000), entity: { type: 'property', id: 'p1' }, tags: ['a'], role: 'PRIMARY_PHOTO' } },
+          { token },
+        );
+        expectMaskedInternal(r);
+        // The objects were written (original and variants) before the transaction failed…
+        const written = faults.writtenFor(tenant).slice(before);
+        expect(written.map((k) => k.split('/')[2]).sort()).toEqual(['LARGE', 'MEDIUM', 'THUMB', 'original']);
+        // …and are gone now, with every row of the transaction.
+        await expectNothingLeft(tenant);
+      } finally {
+        await dropTriggers();
+      }
+      await expectStillServing();
+      // The same tenant uploads fine once the database is healthy again.
+      const { upload } = await ok(app.url, FltUploadDocument, { input: { file: pdf(1), entity: { type: 'property', id: 'p1' } } }, { token });
+      expect(await storedKeys(app, tenant)).toEqual([`${tenant}/${upload.id}/original`]);
+    },
+  );
+
+  it('uploadMany: the transaction failing deletes the objects of every input, the earlier ones included', async () => {
+    const tenant = newTenant('dm');
+    const token = await app.token(tenant);
+    await failInserts('media', tenant);
+    try {
+      const inputs = [
+        { file: await jpeg(900, 700, 'a.jpg'), entity: { type: 'property', id: 'p1' } },
+        { file: pdf(2, 'b.pdf'), entity: { type: 'property', id: 'p2' } },
+        { file: await png(200, 100, 'c.png'), entity: { type: 'unit', id: 'u1' }, role: 'PRIMARY_PHOTO' as const },
+      ];
+      const r = await gql(app.url, FltUploadManyDocument, { inputs }, { token });
+      expectMaskedInternal(r);
+      const written = faults.writtenFor(tenant);
+      expect(new Set(written.filter((k) => k.endsWith('/original')).map((k) => k.split('/')[1])).size).toBe(3);
+      expect(written.filter((k) => !k.endsWith('/original')).length).toBeGreaterThanOrEqual(3);
+      await expectNothingLeft(tenant);
+    } finally {
+      await dropTriggers();
+    }
+    await expectStillServing();
+  });
+
+  it('uploadMany: a failure at the last row of the transaction rolls back the earlier rows too', async () => {
+    const tenant = newTenant('dl');
+    const token = await app.token(tenant);
+    // Only the role of the last input is refused: rows of inputs 0 and 1 were inserted in the same transaction.
+    await failInserts('media_role', tenant);
+    try {
+      const inputs = [
+        { file: pdf(1, 'a.pdf'), entity: { type: 'company', id: 'c1' } },
+        { file: pdf(2, 'b.pdf'), entity: { type: 'company', id: 'c1' } },
+        { file: await jpeg(300, 200, 'c.jpg'), entity: { type: 'company', id: 'c1' }, role: 'AVATAR' as const },
+      ];
+      const r = await gql(app.url, FltUploadManyDocument, { inputs }, { token });
+      expectMaskedInternal(r);
+      expect(faults.writtenFor(tenant).filter((k) => k.endsWith('/original'))).toHaveLength(3);
+      await expectNothingLeft(tenant);
+    } finally {
+      await dropTriggers();
+    }
+    await expectStillServing();
+  });
+});
+
+describe('after the faults', () => {
+  it('keeps serving many requests, and left nothing behind in temporary storage', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 5 }, async (_, i) => ok(app.url, FltUploadDocument, { input: { file: pdf(i + 1), entity: { type: 'property', id: `after-${i}` } } }, { token: healthyToken })),
+    );
+    expect(new Set(results.map((r) => r.upload.id)).size).toBe(5);
+    if (STORAGE_DRIVER === 'local') {
+      const tmp = path.join(app.dataDir, 'blobs', '.tmp');
+      expect(existsSync(tmp) ? await readdir(tmp) : []).toEqual([]);
+    }
+  });
+
+});

@@ -1,0 +1,128 @@
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+const KEY_A = 'a'.repeat(16);
+const KEY_B = 'worker-key-0123456789';
+
+describe('loadConfig', () => {
+  it('has the documented defaults with an empty environment', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      port: 4000,
+      host: undefined,
+      dataDir: path.resolve('.data'),
+      databaseUrl: undefined,
+      databasePoolSize: 10,
+      s3: undefined,
+      publicBaseUrl: undefined,
+      jwt: { secret: undefined, jwksUrl: undefined, issuer: undefined, audience: undefined },
+      mediaKeys: undefined,
+      policyFile: undefined,
+      logLevel: 'info',
+      introspection: true,
+      signedUrlTtlSeconds: 900,
+    });
+    expect(c.workerKeys.size).toBe(0);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+
+  it('reads the variables it is given and treats blank values as unset', () => {
+    const c = loadConfig({
+      PORT: '8080',
+      DATA_DIR: '/var/lib/media',
+      DATABASE_URL: 'postgres://u:p@db:5432/media',
+      PUBLIC_BASE_URL: 'https://media.example.com///',
+      JWT_SECRET: 's'.repeat(32),
+      LOG_LEVEL: 'debug',
+      S3_BUCKET: '   ',
+      MEDIA_POLICY_FILE: ' /etc/policy.json ',
+    });
+    expect(c).toMatchObject({
+      port: 8080,
+      dataDir: '/var/lib/media',
+      databaseUrl: 'postgres://u:p@db:5432/media',
+      publicBaseUrl: 'https://media.example.com',
+      logLevel: 'debug',
+      s3: undefined,
+      policyFile: '/etc/policy.json',
+    });
+    expect(c.jwt.secret).toBe('s'.repeat(32));
+  });
+
+  it.each([['abc'], ['-1'], ['65536'], ['80.5']])('refuses PORT=%s, naming PORT', (port) => {
+    const e = configError({ PORT: port });
+    expect(e.message).toMatch(/^invalid configuration:/);
+    expect(e.message).toMatch(/\bPORT\b/);
+  });
+
+  it('names every bad variable at once', () => {
+    const e = configError({ PORT: 'x', LOG_LEVEL: 'loud', DATABASE_URL: 'not a url' });
+    expect(e.message).toMatch(/\bPORT\b/);
+    expect(e.message).toMatch(/\bLOG_LEVEL\b/);
+    expect(e.message).toMatch(/\bDATABASE_URL\b/);
+  });
+
+  it('refuses a JWT_SECRET shorter than 32 characters, naming it', () => {
+    const e = configError({ JWT_SECRET: 'short-secret' });
+    expect(e.message).toMatch(/JWT_SECRET/);
+    expect(e.message).toMatch(/32/);
+    expect(loadConfig({ JWT_SECRET: 'x'.repeat(32) }).jwt.secret).toHaveLength(32);
+  });
+
+  it('refuses JWT_SECRET together with JWT_JWKS_URL', () => {
+    const e = configError({ JWT_SECRET: 'x'.repeat(32), JWT_JWKS_URL: 'https://idp.example.com/jwks.json' });
+    expect(e.message).toMatch(/JWT_SECRET/);
+    expect(e.message).toMatch(/JWT_JWKS_URL/);
+  });
+
+  it('refuses S3_ENDPOINT (or S3_REGION, S3_FORCE_PATH_STYLE) without S3_BUCKET, naming S3_BUCKET', () => {
+    const envs: Record<string, string>[] = [{ S3_ENDPOINT: 'http://127.0.0.1:9000' }, { S3_REGION: 'eu-west-1' }, { S3_FORCE_PATH_STYLE: 'true' }];
+    for (const env of envs) {
+      expect(configError(env).message).toMatch(/S3_BUCKET/);
+    }
+  });
+
+  it('builds the S3 settings when S3_BUCKET is set', () => {
+    const c = loadConfig({ S3_BUCKET: 'media', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_REGION: 'eu-west-1', S3_FORCE_PATH_STYLE: '1' });
+    expect(c.s3).toMatchObject({ bucket: 'media', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: true });
+    expect(loadConfig({ S3_BUCKET: 'media' }).s3).toMatchObject({ bucket: 'media', forcePathStyle: false });
+    expect(configError({ S3_BUCKET: 'media', S3_ENDPOINT: 'nope' }).message).toMatch(/S3_ENDPOINT/);
+    expect(configError({ S3_BUCKET: 'media', S3_FORCE_PATH_STYLE: 'yes' }).message).toMatch(/S3_FORCE_PATH_STYLE/);
+  });
+
+  describe('WORKER_API_KEYS', () => {
+    it('parses key:type1|type2 entries separated by commas, trimming blanks', () => {
+      const c = loadConfig({ WORKER_API_KEYS: `${KEY_A}:signature-processor|otp-validator, ${KEY_B}: ocr ` });
+      expect([...c.workerKeys.keys()]).toEqual([KEY_A, KEY_B]);
+      expect([...c.workerKeys.get(KEY_A)!]).toEqual(['signature-processor', 'otp-validator']);
+      expect([...c.workerKeys.get(KEY_B)!]).toEqual(['ocr']);
+    });
+
+    it('an empty value means no worker keys', () => {
+      expect(loadConfig({ WORKER_API_KEYS: '' }).workerKeys.size).toBe(0);
+      expect(loadConfig({ WORKER_API_KEYS: '   ' }).workerKeys.size).toBe(0);
+    });
+
+    it.each([
+      ['a key without types', KEY_A],
+      ['a key with an empty type list', `${KEY_A}:`],
+      ['a key of 15 characters', `${'k'.repeat(15)}:ocr`],
+      ['a second key of 15 characters padded with a blank to 16', `${KEY_A}:ocr, ${'k'.repeat(15)}:ocr`],
+      ['a key bound to no type at all', `${KEY_A}:|`],
+      ['an empty key', ':ocr'],
+    ])('refuses %s, naming WORKER_API_KEYS', (_name, value) => {
+      expect(configError({ WORKER_API_KEYS: value }).message).toMatch(/WORKER_API_KEYS/);
+    });
+  });
+});
