@@ -20,9 +20,16 @@ import { createLoaders } from './graphql/loaders.js';
 import { buildAppSchema } from './graphql/schema.js';
 import { contentRoutes } from './http/content.routes.js';
 import { directUploadRoutes } from './http/direct-upload.routes.js';
+import { assetRoutes } from './http/asset.routes.js';
+import { AssetService } from './modules/assets/asset.service.js';
+import { ASSET_MAX_BYTES } from './modules/assets/asset.record.js';
 import { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import { SignedIds } from './modules/direct-uploads/signed-id.js';
 import { SweepService } from './modules/sweep/sweep.service.js';
+import { KeyRing } from './crypto/key-ring.js';
+import { ContentCrypto } from './crypto/content-crypto.js';
+import { KeyRotation } from './crypto/rotation.js';
+import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { Metrics } from './http/metrics.js';
 import { queryLimitsRule } from './graphql/limits.js';
@@ -115,7 +122,19 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
   const metrics = new Metrics();
-  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger });
+  const ring = KeyRing.load(config.mediaKeys, config.dataDir);
+  const crypto = new ContentCrypto(ring, await ContentCrypto.detectMode(storage, ring, logger));
+  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto });
+  const directUploads = new DirectUploadService({
+    prisma: db.prisma,
+    storage,
+    policies,
+    uploads,
+    signedIds: new SignedIds(secrets.linkSigningKey),
+    logger,
+    ttlSeconds: config.directUploadTtlSeconds,
+    baseUrl: () => baseUrl,
+  });
   const services: Services = Object.freeze({
     config,
     logger,
@@ -127,18 +146,13 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     urls: { base: () => baseUrl },
     media,
     uploads,
-    directUploads: new DirectUploadService({
-      prisma: db.prisma,
-      storage,
-      policies,
-      uploads,
-      signedIds: new SignedIds(secrets.linkSigningKey),
-      logger,
-      ttlSeconds: config.directUploadTtlSeconds,
-      baseUrl: () => baseUrl,
-    }),
+    directUploads,
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
+    crypto,
+    rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger }),
+    workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger }),
     sweep: new SweepService({ prisma: db.prisma, storage, media, logger }),
   });
 
@@ -173,6 +187,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
 
   app.use(contentRoutes(services));
   app.use(directUploadRoutes(services));
+  app.use(assetRoutes(services));
   app.use(graphiqlRoutes());
 
   const apollo = new ApolloServer<Context>({
@@ -195,7 +210,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     '/graphql',
     multipartCsrfGuard,
     // One byte above the largest supported size: anything cut here is also over every limit we enforce.
-    multipartClientErrors(graphqlUploadExpress({ maxFileSize: policies.maxFileSize() + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 })),
+    multipartClientErrors(graphqlUploadExpress({ maxFileSize: Math.max(policies.maxFileSize(), ASSET_MAX_BYTES) + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 })),
     drainUnusedUploads,
     express.json({ limit: '1mb' }),
     expressMiddleware(apollo, {

@@ -10,7 +10,11 @@ import type { UploadService } from './modules/media/upload.service.js';
 import type { RolesService } from './modules/roles/roles.service.js';
 import type { Metrics } from './http/metrics.js';
 import type { SweepService } from './modules/sweep/sweep.service.js';
+import type { ContentCrypto } from './crypto/content-crypto.js';
+import type { KeyRotation } from './crypto/rotation.js';
+import type { WorkerService } from './modules/workers/worker.service.js';
 import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
+import type { AssetService } from './modules/assets/asset.service.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
 export interface PublicUrls {
@@ -30,7 +34,11 @@ export interface Services {
   readonly media: MediaService;
   readonly uploads: UploadService;
   readonly directUploads: DirectUploadService;
+  readonly assets: AssetService;
   readonly roles: RolesService;
   readonly metrics: Metrics;
   readonly sweep: SweepService;
+  readonly crypto: ContentCrypto;
+  readonly rotation: KeyRotation;
+  readonly workers: WorkerService;
 }

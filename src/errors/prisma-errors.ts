@@ -15,6 +15,14 @@ export function dbErrorCode(e: unknown): string | undefined {
   return undefined;
 }
 
+/** The PostgreSQL SQLSTATE behind a database error (raw queries through the pg adapter), if any. */
+export function dbSqlState(e: unknown): string | undefined {
+  const cause = (e as CodedError | undefined)?.meta?.driverAdapterError?.cause;
+  if (cause?.originalCode) return cause.originalCode;
+  const code = dbErrorCode(e);
+  return code && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('P') ? code : undefined;
+}
+
 /** Unique violation: Prisma P2002 or PostgreSQL 23505 (raw queries). */
 export function isUniqueViolation(e: unknown): boolean {
   const code = dbErrorCode(e);

@@ -1,7 +1,7 @@
 import { registerEnumType } from 'type-graphql';
-import { MediaKind, MediaRole, SecurityLevel } from '../generated/prisma/enums.js';
+import { AssetAccess, AssetType, MediaKind, MediaRole, SecurityLevel } from '../generated/prisma/enums.js';
 
-export { MediaKind, MediaRole, SecurityLevel };
+export { AssetAccess, AssetType, MediaKind, MediaRole, SecurityLevel };
 
 export const VariantName = { THUMB: 'THUMB', MEDIUM: 'MEDIUM', LARGE: 'LARGE', LARGE_2X: 'LARGE_2X' } as const;
 export type VariantName = (typeof VariantName)[keyof typeof VariantName];
@@ -10,3 +10,5 @@ registerEnumType(SecurityLevel, { name: 'SecurityLevel', description: 'How sensi
 registerEnumType(MediaRole, { name: 'MediaRole', description: 'A role a media holds for an entity; at most one holder per entity and role.' });
 registerEnumType(MediaKind, { name: 'MediaKind', description: 'Kind of content, from the detected MIME type.' });
 registerEnumType(VariantName, { name: 'VariantName', description: 'Image variant sizes (long edge): THUMB 160, MEDIUM 640, LARGE 1280, LARGE_2X 2560.' });
+registerEnumType(AssetType, { name: 'AssetType', description: 'BLOB: a stored file; LINK: an external URL.' });
+registerEnumType(AssetAccess, { name: 'AssetAccess', description: 'PUBLIC: anyone may fetch the content; PRIVATE: only the tenant, with asset:read.' });

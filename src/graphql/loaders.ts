@@ -1,6 +1,8 @@
 import DataLoader from 'dataloader';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { MediaKind } from '../generated/prisma/enums.js';
+import type { AssetRecord } from '../modules/assets/asset.record.js';
+import { assetRepository } from '../modules/assets/asset.repository.js';
 import type { Connection, EntityRef, MediaRecord, RoleRecord } from '../modules/media/media.record.js';
 import { entityKey, mediaRepository, type Cursor } from '../modules/media/media.repository.js';
 import { toConnection } from '../modules/media/media.service.js';
@@ -18,6 +20,7 @@ export interface Loaders {
   entityRoles: DataLoader<EntityRef, RoleRecord[], string>;
   mediaRoles: DataLoader<string, RoleRecord[]>;
   mediaEntities: DataLoader<string, EntityRef[]>;
+  assetById: DataLoader<string, AssetRecord | null>;
 }
 
 function groupBy<K, V>(items: readonly V[], key: (v: V) => K): Map<K, V[]> {
@@ -90,7 +93,13 @@ export function createLoaders(prisma: PrismaClient, tenant: string | null): Load
     return ids.map((id) => (byMedia.get(id) ?? []).map((r) => r.entity));
   });
 
-  return { mediaById, entityMedia, entityRoles, mediaRoles, mediaEntities };
+  const assetById = new DataLoader<string, AssetRecord | null>(async (ids) => {
+    const rows = tenant ? await assetRepository.byIds(prisma, t, ids) : [];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return ids.map((id) => byId.get(id) ?? null);
+  });
+
+  return { mediaById, entityMedia, entityRoles, mediaRoles, mediaEntities, assetById };
 }
 
 function entityMediaCacheKey(k: EntityMediaKey): string {

@@ -6,8 +6,10 @@ import { EntityResolver } from '../modules/entities/entity.resolver.js';
 import { RoleResolver } from '../modules/roles/role.resolver.js';
 import { PolicyResolver } from '../modules/policy/policy.resolver.js';
 import { DirectUploadResolver } from '../modules/direct-uploads/direct-upload.resolver.js';
+import { WorkerResolver } from '../modules/workers/worker.resolver.js';
+import { AssetResolver } from '../modules/assets/asset.resolver.js';
 
-export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver, DirectUploadResolver] as const;
+export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver, DirectUploadResolver, WorkerResolver, AssetResolver] as const;
 
 let cached: Promise<GraphQLSchema> | undefined;
 

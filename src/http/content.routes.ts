@@ -1,22 +1,29 @@
 import { Router, type Request, type Response } from 'express';
 import { create as contentDisposition } from 'content-disposition';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { errors } from '../errors/index.js';
 import { requireScope } from '../auth/http-auth.js';
 import type { Services } from '../services.js';
 import type { MediaRecord } from '../modules/media/media.record.js';
 import { objectKeys, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
+import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 
 const INLINE_KINDS = new Set(['IMAGE', 'VIDEO', 'AUDIO']);
 
-interface Servable {
+/** One stored object to send: where it is and the headers that describe it. */
+export interface Servable {
   key: string;
   size: number;
   mediaType: string;
   etag: string;
   fileName: string;
   inline: boolean;
+  /** Cache-Control of the response (also sent with 304 and 416). */
+  cacheControl: string;
+  /** The body for a range (or all of it); default: the stored bytes as they are. */
+  open?: (range: ByteRange | undefined) => Promise<Readable>;
 }
 
 /**
@@ -42,10 +49,15 @@ function parseRange(req: Request, size: number): ByteRange | 'unsatisfiable' | n
   return { start: r[0]!.start, end: r[0]!.end };
 }
 
-async function serve(services: Services, req: Request, res: Response, item: Servable, media: MediaRecord): Promise<void> {
+/**
+ * Sends a stored object the way every content route does (media and assets):
+ * nosniff, a sandboxing CSP, Content-Disposition with an RFC 6266 file name,
+ * ETag / If-None-Match (304), a single byte Range (206, 416), HEAD.
+ */
+export async function serveContent(services: Services, req: Request, res: Response, item: Servable): Promise<void> {
   res.setHeader('X-Content-Type-Options', 'nosniff');
   res.setHeader('Content-Security-Policy', "default-src 'none'; sandbox");
-  res.setHeader('Cache-Control', media.encrypted || media.securityLevel !== 'STANDARD' ? 'private, no-store' : 'private, no-cache');
+  res.setHeader('Cache-Control', item.cacheControl);
   res.setHeader('ETag', item.etag);
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('Content-Disposition', contentDisposition(item.fileName, { type: item.inline ? 'inline' : 'attachment' }));
@@ -70,8 +82,77 @@ async function serve(services: Services, req: Request, res: Response, item: Serv
     res.end();
     return;
   }
-  const body = await services.storage.get(item.key, range ?? undefined);
+  const body = item.open ? await item.open(range ?? undefined) : await services.storage.get(item.key, range ?? undefined);
   await pipeline(body, res);
+}
+
+/**
+ * The body of a media object: encrypted content is decrypted and authenticated
+ * segment by segment, and the checksum of a full read is verified before its last
+ * bytes leave, so wrong content never completes; a failure is logged as an
+ * integrity failure and answers INTEGRITY_ERROR when nothing was sent yet.
+ */
+function mediaBody(services: Services, res: Response, media: MediaRecord, key: string, size: number, checksum?: string) {
+  if (!media.encrypted) return undefined;
+  const integrity = (e: unknown) => {
+    if (!(e instanceof IntegrityFailure)) return e;
+    services.logger.error(
+      { event: 'INTEGRITY_ERROR', mediaId: media.id, key, reason: e.message, requestId: res.locals['requestId'] },
+      'integrity failure: stored content does not verify',
+    );
+    return errors.integrity('Stored content failed verification');
+  };
+  return async (range: ByteRange | undefined): Promise<Readable> => {
+    try {
+      const body = await services.crypto.open(services.storage, {
+        key,
+        kid: media.encryptionKeyId!,
+        plainSize: size,
+        ...(range ? { range } : {}),
+        ...(checksum ? { checksum } : {}),
+      });
+      body.on('error', integrity);
+      // Authenticate the first segment before the status line goes out, so a
+      // corrupt object answers INTEGRITY_ERROR instead of a cut-off 200.
+      await firstBytes(body);
+      return body;
+    } catch (e) {
+      throw integrity(e);
+    }
+  };
+}
+
+/** Resolves when a stream has data buffered (or ended); rejects with its error. Consumes nothing. */
+function firstBytes(s: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      s.off('readable', ok);
+      s.off('end', ok);
+      s.off('error', fail);
+    };
+    const ok = () => {
+      cleanup();
+      resolve();
+    };
+    const fail = (e: unknown) => {
+      cleanup();
+      reject(e);
+    };
+    s.once('readable', ok);
+    s.once('end', ok);
+    s.once('error', fail);
+  });
+}
+
+/** "photo.jpg" and THUMB → "photo-thumb.jpg". */
+export function variantFileName(fileName: string, variant: string): string {
+  const base = fileName.replace(/\.[^.]*$/, '');
+  const ext = fileName.includes('.') ? fileName.slice(fileName.lastIndexOf('.')) : '';
+  return `${base}-${variant.toLowerCase()}${ext}`;
+}
+
+function mediaCacheControl(media: MediaRecord): string {
+  return media.encrypted || media.securityLevel !== 'STANDARD' ? 'private, no-store' : 'private, no-cache';
 }
 
 export function contentRoutes(services: Services): Router {
@@ -83,14 +164,16 @@ export function contentRoutes(services: Services): Router {
     route(log, async (req, res) => {
       const tenant = await tenantFor(services, req);
       const media = await services.media.require(tenant, String(req.params['id']));
-      await serve(services, req, res, {
+      await serveContent(services, req, res, {
         key: media.storageKey,
         size: media.fileSize,
         mediaType: media.mediaType,
         etag: `"${media.checksum}"`,
         fileName: media.fileName,
         inline: INLINE_KINDS.has(media.kind),
-      }, media);
+        cacheControl: mediaCacheControl(media),
+        open: mediaBody(services, res, media, media.storageKey, media.fileSize, media.checksum),
+      });
     }),
   );
 
@@ -101,16 +184,16 @@ export function contentRoutes(services: Services): Router {
       const media = await services.media.require(tenant, String(req.params['id']));
       const v = media.variants.find((x) => x.name === req.params['name']);
       if (!v) throw errors.notFound('Variant', `${media.id}/${String(req.params['name'])}`);
-      const base = media.fileName.replace(/\.[^.]*$/, '');
-      const ext = media.fileName.includes('.') ? media.fileName.slice(media.fileName.lastIndexOf('.')) : '';
-      await serve(services, req, res, {
+      await serveContent(services, req, res, {
         key: objectKeys.variant(media.tenantId, media.id, v.name),
         size: v.size,
         mediaType: v.mediaType,
         etag: `"${media.checksum}-${v.name.toLowerCase()}"`,
-        fileName: `${base}-${v.name.toLowerCase()}${ext}`,
+        fileName: variantFileName(media.fileName, v.name),
         inline: true,
-      }, media);
+        cacheControl: mediaCacheControl(media),
+        open: mediaBody(services, res, media, objectKeys.variant(media.tenantId, media.id, v.name), v.size),
+      });
     }),
   );
   return router;

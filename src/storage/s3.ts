@@ -13,7 +13,8 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
-import type { ByteRange, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
+import { createHash, randomUUID } from 'node:crypto';
+import type { ByteRange, GetOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -45,6 +46,16 @@ function mapS3Error(e: unknown, key: string): AppError {
   if (e instanceof AppError) return e;
   if (isNotFound(e)) return errors.notFound('Object', key);
   return errors.storageUnavailable(e);
+}
+
+/** The SSE-C request parameters for a customer key (AES256 + the key's MD5). */
+function sseParams(key: Buffer | undefined) {
+  if (!key) return {};
+  return {
+    SSECustomerAlgorithm: 'AES256',
+    SSECustomerKey: key.toString('base64'),
+    SSECustomerKeyMD5: createHash('md5').update(key).digest('base64'),
+  };
 }
 
 /** Counts bytes passing through. */
@@ -80,6 +91,8 @@ export class S3Storage implements Storage {
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
+    // A body that already failed (or was destroyed) emits nothing more: piping it would wait forever.
+    if (body.errored || body.destroyed) throw body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
     const counter = new Counter();
     body.on('error', (e) => counter.destroy(e));
     body.pipe(counter);
@@ -87,7 +100,7 @@ export class S3Storage implements Storage {
       // Known length: one PutObject streams it with no part buffering (about twice lib-storage's throughput).
       try {
         await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: counter, ContentLength: options.size, ContentType: options.contentType }),
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: counter, ContentLength: options.size, ContentType: options.contentType, ...sseParams(options.sseKey) }),
         );
       } catch (e) {
         throw body.errored ? body.errored : mapS3Error(e, key);
@@ -96,7 +109,7 @@ export class S3Storage implements Storage {
     }
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: counter, ...(options.contentType ? { ContentType: options.contentType } : {}) },
+      params: { Bucket: this.bucket, Key: key, Body: counter, ...(options.contentType ? { ContentType: options.contentType } : {}), ...sseParams(options.sseKey) },
       partSize: this.partSize,
       queueSize: this.queueSize,
       leavePartsOnError: false,
@@ -122,10 +135,10 @@ export class S3Storage implements Storage {
     return { size: counter.bytes };
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {
     try {
       const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}) }),
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
       );
       const body = out.Body;
       if (!body) throw errors.notFound('Object', key);
@@ -194,6 +207,21 @@ export class S3Storage implements Storage {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (e) {
       throw mapS3Error(e, this.bucket);
+    }
+  }
+
+  async probeSseC(key: Buffer): Promise<boolean> {
+    const probe = `_probe/sse-c-${randomUUID()}`;
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: 'probe', ContentLength: 5, ...sseParams(key) }));
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: probe }));
+      await out.Body?.transformToByteArray();
+      return false; // readable without the key: not enforced
+    } catch (e) {
+      if (e instanceof S3ServiceException && (e.$metadata?.httpStatusCode ?? 0) >= 400 && (e.$metadata?.httpStatusCode ?? 0) < 500) return true;
+      throw mapS3Error(e, probe);
+    } finally {
+      await this.delete(probe).catch(() => undefined);
     }
   }
 

@@ -10,6 +10,13 @@ export interface PutOptions {
   contentType?: string;
   /** Exact length when known in advance (lets S3 use one PutObject instead of multipart). */
   size?: number;
+  /** SSE-C customer key (S3 only): the store encrypts with it and needs it to read back. */
+  sseKey?: Buffer;
+}
+
+export interface GetOptions {
+  /** SSE-C customer key the object was written with (S3 only). */
+  sseKey?: Buffer;
 }
 
 export interface ListedObject {
@@ -45,7 +52,7 @@ export interface Storage {
   readonly driver: 'local' | 's3';
   /** Writes the stream; the object appears only when the stream ended without error. */
   put(key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo>;
-  get(key: string, range?: ByteRange): Promise<Readable>;
+  get(key: string, range?: ByteRange, options?: GetOptions): Promise<Readable>;
   /** Size of the object, or null when it does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
   /** Idempotent: deleting a missing object is not an error. */
@@ -60,6 +67,8 @@ export interface Storage {
   check(): Promise<void>;
   /** A URL that GETs the object without credentials until it expires (S3 only). */
   presignGet?(key: string, options: PresignGetOptions): Promise<string>;
+  /** Whether the store enforces SSE-C: writes a probe with `key`, reads it without (S3 only). */
+  probeSseC?(key: Buffer): Promise<boolean>;
   /** A URL the client PUTs the object to (S3 only; local disk uses the service's own endpoint). */
   presignPut?(key: string, options: PresignPutOptions): Promise<string>;
 }

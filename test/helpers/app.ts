@@ -33,6 +33,8 @@ export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-012345
 export interface TestApp extends RunningApp {
   readonly db: Database;
   readonly dataDir: string;
+  /** Every log line the app wrote, parsed (tests look for events such as INTEGRITY_ERROR). */
+  readonly logs: Record<string, unknown>[];
   /** A user token for a tenant (all scopes unless given). */
   token(tenant: string, options?: { scopes?: string[]; expiresIn?: string | number; subject?: string }): Promise<string>;
   close(): Promise<void>;
@@ -49,8 +51,15 @@ export function newTenant(prefix = 't'): string {
  * (local disk under DATA_DIR, or the run's s3rver). `storage` replaces the driver
  * for fault-injection tests (it gets the DATA_DIR and the run's real driver).
  */
-export async function startTestApp(options: { storage?: (dataDir: string, real: Storage) => Storage; env?: Record<string, string> } = {}): Promise<TestApp> {
-  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'media-api-app-'));
+export async function startTestApp(
+  options: {
+    storage?: (dataDir: string, real: Storage) => Storage;
+    env?: Record<string, string>;
+    /** Reuse a DATA_DIR (and so local blobs and generated secrets) of an app that was closed with keepData. */
+    dataDir?: string;
+  } = {},
+): Promise<TestApp & { close(options?: { keepData?: boolean }): Promise<void> }> {
+  const dataDir = options.dataDir ?? (await mkdtemp(path.join(os.tmpdir(), 'media-api-app-')));
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
@@ -60,7 +69,13 @@ export async function startTestApp(options: { storage?: (dataDir: string, real: 
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
     ...options.env,
   });
-  const logger = createLogger(config.logLevel);
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger(process.env['TEST_LOG_LEVEL'] ?? 'info', {
+    write: (line: string) => {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+      if (process.env['TEST_LOG_LEVEL']) process.stderr.write(line);
+    },
+  });
   const db = createDatabase({ url: config.databaseUrl!, poolSize: 10 });
   const real = testStorage(dataDir);
   const app = await startApp({ config, logger, db, storage: options.storage ? options.storage(dataDir, real) : real });
@@ -68,12 +83,13 @@ export async function startTestApp(options: { storage?: (dataDir: string, real: 
     ...app,
     db,
     dataDir,
+    logs,
     token: (tenant, o = {}) =>
       mintToken(TEST_JWT_SECRET, { tenant, scopes: o.scopes ?? ALL_USER_SCOPES, ...(o.expiresIn !== undefined ? { expiresIn: o.expiresIn } : {}), ...(o.subject ? { subject: o.subject } : {}) }),
-    close: async () => {
+    close: async (o: { keepData?: boolean } = {}) => {
       await app.stop();
       await db.close();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!o.keepData) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -83,7 +83,7 @@ describe(`direct uploads (${STORAGE_DRIVER})`, () => {
     const bytes = pdfBytes(2);
     const t = await ticket(token, bytes, 'application/pdf', overrides);
     const res = await put(t, bytes);
-    if (overrides.checksum) expect(res.status).toBe(200);
+    if ('checksum' in overrides) expect(res.status).toBe(200);
     const r = await gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token });
     expect(codeOf(r)).toBe(code);
     expect(await mediaRows(tenant)).toBe(0);

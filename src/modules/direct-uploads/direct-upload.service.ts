@@ -9,7 +9,7 @@ import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
 import { processImage } from '../media/images.js';
-import { InspectStream } from '../media/inspect-stream.js';
+import { InspectStream, type InspectResult } from '../media/inspect-stream.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
 import type { UploadService } from '../media/upload.service.js';
 import { sanitiseFileName } from '../media/upload.service.js';
@@ -41,6 +41,14 @@ export interface DirectUploadTicket {
   url: string;
   headers: { contentType: string; contentMd5: string | null; contentDisposition: string | null; all: Record<string, string> };
   expiresAt: Date;
+}
+
+/** A claimed direct upload whose stored object passed every check. */
+export interface VerifiedUpload extends InspectResult {
+  /** The upload's id: the id of the media or asset it becomes. */
+  id: string;
+  storageKey: string;
+  fileName: string;
 }
 
 const SHA256_B64 = /^[A-Za-z0-9+/]{43}=$/;
@@ -131,8 +139,53 @@ export class DirectUploadService {
       throw errors.badInput('entity', `Direct uploads are for STANDARD content only; "${args.entity.type}" content must be sent with upload`);
     }
     const plan = this.deps.uploads.plan({ file: undefined as never, entity: args.entity, tags: args.tags ?? null, role: args.role ?? null }, 'input');
+    const upload = await this.claimVerified(tenant, id, 'signedId', (mime) => this.deps.policies.limitFor(plan.policy, mime));
+    try {
+      const kind = SUPPORTED_TYPES.get(upload.mime)!.kind;
+      const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, id, upload.mime) : undefined;
+      const [media] = await this.deps.uploads.commit(tenant, createdBy, [
+        {
+          id,
+          plan,
+          fileName: upload.fileName,
+          mime: upload.mime,
+          size: upload.size,
+          checksum: upload.checksum,
+          pageCount: upload.pageCount,
+          width: image?.width,
+          height: image?.height,
+          variants: image?.variants ?? [],
+          encryptionKeyId: null,
+        },
+      ]);
+      return media!;
+    } catch (e) {
+      await this.deps.uploads.removeObjects(tenant, [id]);
+      throw isAppError(e) ? e : errors.storageUnavailable(e);
+    }
+  }
 
-    // Claim the ticket: exactly one completion can win, even when two race.
+  /**
+   * Claims a completed direct upload for a new asset (createAsset with signedId):
+   * the same single-use claim and verification as completeDirectUpload, with any
+   * supported type up to `limit` bytes. The asset takes the upload's id, and the
+   * object stays where it is. On failure nothing is left stored.
+   */
+  async claimForAsset(tenant: string, signedId: string, limit: number, field = 'input.signedId'): Promise<VerifiedUpload> {
+    const id = this.open(signedId, tenant, field);
+    return this.claimVerified(tenant, id, field, (mime) => {
+      if (!SUPPORTED_TYPES.has(mime)) throw errors.unsupportedType(`Content of type ${mime} is not supported`);
+      return limit;
+    });
+  }
+
+  /**
+   * Claims the ticket (exactly one caller wins, even when two race) and verifies
+   * the stored object: it exists, has the declared size, a detected type that
+   * `limitFor` accepts (returning its size limit) and equal to the declared one,
+   * and the declared SHA-256. On any failure the object is deleted.
+   */
+  private async claimVerified(tenant: string, id: string, field: string, limitFor: (mime: string) => number): Promise<VerifiedUpload> {
     const claimed = await this.deps.prisma.$queryRaw<{ storage_key: string; content_type: string; byte_size: bigint; checksum: string; file_name: string }[]>`
       UPDATE direct_upload SET completed_at = now()
       WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND completed_at IS NULL AND expires_at > now()
@@ -142,17 +195,17 @@ export class DirectUploadService {
       const existing = await this.deps.prisma.directUpload.findUnique({ where: { tenantId_id: { tenantId: tenant, id } } });
       if (!existing) throw errors.notFound('Direct upload', id);
       if (existing.completedAt) throw errors.conflict('This signed id was already used');
-      throw errors.badInput('signedId', 'The direct upload has expired');
+      throw errors.badInput(field, 'The direct upload has expired');
     }
     try {
       const declaredSize = Number(row.byte_size);
       const head = await this.deps.storage.head(row.storage_key);
-      if (!head) throw errors.badInput('signedId', 'Nothing was uploaded for this signed id');
-      if (head.size !== declaredSize) throw errors.badInput('signedId', `Uploaded ${head.size} bytes but ${declaredSize} were declared`);
+      if (!head) throw errors.badInput(field, 'Nothing was uploaded for this signed id');
+      if (head.size !== declaredSize) throw errors.badInput(field, `Uploaded ${head.size} bytes but ${declaredSize} were declared`);
       const inspector = new InspectStream({
         fileName: row.file_name,
         accept: (mime) => {
-          const limit = this.deps.policies.limitFor(plan.policy, mime);
+          const limit = limitFor(mime);
           if (mime !== row.content_type) throw errors.unsupportedType(`Declared type ${row.content_type} does not match the content, which is ${mime}`);
           return limit;
         },
@@ -162,23 +215,7 @@ export class DirectUploadService {
       if (Buffer.from(facts.checksum, 'hex').toString('base64') !== row.checksum) {
         throw errors.integrity('The uploaded content does not match the declared checksum');
       }
-      const kind = SUPPORTED_TYPES.get(facts.mime)!.kind;
-      const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, id, facts.mime) : undefined;
-      const [media] = await this.deps.uploads.commit(tenant, createdBy, [
-        {
-          id,
-          plan,
-          fileName: row.file_name,
-          mime: facts.mime,
-          size: facts.size,
-          checksum: facts.checksum,
-          pageCount: facts.pageCount,
-          width: image?.width,
-          height: image?.height,
-          variants: image?.variants ?? [],
-        },
-      ]);
-      return media!;
+      return { id, storageKey: row.storage_key, fileName: row.file_name, ...facts };
     } catch (e) {
       await this.deps.uploads.removeObjects(tenant, [id]);
       throw isAppError(e) ? e : errors.storageUnavailable(e);

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { Readable } from 'node:stream';
 import type { FormatEnum, Metadata, OutputInfo } from 'sharp';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
@@ -28,17 +29,34 @@ export interface ImageFacts {
   variants: VariantRecord[];
 }
 
+/** Where an image pipeline reads the original and writes variants (plain or encrypted storage). */
+export interface ImageIO {
+  readOriginal(): Promise<Readable>;
+  writeVariant(name: VariantRecord['name'], body: Readable, contentType: string): Promise<{ size: number }>;
+}
+
+/** Reads the stored original of a media and writes its variants in plaintext. */
+export function processImage(storage: Storage, tenant: string, mediaId: string, mime: string): Promise<ImageFacts> {
+  return processImageWith(
+    {
+      readOriginal: () => storage.get(objectKeys.original(tenant, mediaId)),
+      writeVariant: (name, body, contentType) => storage.put(objectKeys.variant(tenant, mediaId, name), body, { contentType }),
+    },
+    mime,
+  );
+}
+
 /**
- * Reads the stored original once, reports its displayed size (EXIF orientation
+ * Reads the original once, reports its displayed size (EXIF orientation
  * applied) and writes the variants beside it. THUMB always exists; larger variants
  * only where the original is larger than their size (never upscaled). EXIF and GPS
  * data are not copied into variants. Content that does not decode is refused.
  */
-export async function processImage(storage: Storage, tenant: string, mediaId: string, mime: string): Promise<ImageFacts> {
+export async function processImageWith(io: ImageIO, mime: string): Promise<ImageFacts> {
   const format = OUTPUT[mime];
   if (!format) throw errors.unsupportedType(`No image pipeline for ${mime}`);
   const input = sharp({ limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' });
-  const source = await storage.get(objectKeys.original(tenant, mediaId));
+  const source = await io.readOriginal();
   source.on('error', (e) => input.destroy(e));
   source.pipe(input);
   let meta: Metadata;
@@ -64,7 +82,7 @@ export async function processImage(storage: Storage, tenant: string, mediaId: st
     out.on('info', (i: OutputInfo) => (info = i));
     out.on('error', () => (decodeFailed = true));
     try {
-      const stored = await storage.put(objectKeys.variant(tenant, mediaId, name), out, { contentType: mime });
+      const stored = await io.writeVariant(name, out, mime);
       variants.push({ name, width: info?.width ?? 0, height: info?.height ?? 0, size: stored.size, mediaType: mime });
     } catch (e) {
       // Only a failure of the image pipeline is the content's fault; storage errors pass through.

@@ -10,7 +10,8 @@ import { objectKeys } from '../../storage/index.js';
 import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
 import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
-import { processImage } from './images.js';
+import { processImage, processImageWith } from './images.js';
+import type { ContentCrypto } from '../../crypto/content-crypto.js';
 import { InspectStream } from './inspect-stream.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
@@ -34,6 +35,8 @@ export interface Plan {
   tags: string[];
   role: MediaRole | null;
   level: SecurityLevel;
+  /** Where the new media is attached, and the role it takes there (default: entity and role above). */
+  attachTo?: { entity: EntityRef; role: MediaRole | null }[];
 }
 
 /** A file written to storage, checked, waiting for its rows. */
@@ -48,6 +51,8 @@ export interface Stored {
   width: number | undefined;
   height: number | undefined;
   variants: MediaRecord['variants'];
+  /** Ring key id when the content is stored encrypted. */
+  encryptionKeyId: string | null;
 }
 
 /** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
@@ -80,6 +85,7 @@ export class UploadService {
       policies: PolicyRegistry;
       media: MediaService;
       logger: Logger;
+      crypto: ContentCrypto;
     },
   ) {}
 
@@ -92,10 +98,6 @@ export class UploadService {
     }
     const role = req.role ?? null;
     const level = maxLevel(policy.securityLevel, req.securityLevel, role && CRITICAL_ROLES.has(role) ? 'CRITICAL' : undefined);
-    if (level !== 'STANDARD') {
-      // Encrypted storage arrives with the secure-mode issue; until then such content is refused, never stored in plaintext.
-      throw errors.badInput(`${field}.entity`, `${level} content must be stored encrypted, which this server does not support yet; nothing was stored`);
-    }
     if (role) checkRoleLevel(role, level, `${field}.role`);
     return { entity, policy, tags, role, level };
   }
@@ -156,8 +158,11 @@ export class UploadService {
     }
   }
 
-  /** Streams one file into storage: sniff, limit, hash, write; then image facts and variants. */
-  private async store(tenant: string, plan: Plan, filePromise: Promise<FileUpload> | FileUpload): Promise<Stored> {
+  /**
+   * Streams one file into storage: sniff, limit, hash, and (SENSITIVE, CRITICAL)
+   * encrypt while writing; then image facts and variants (encrypted alike).
+   */
+  async store(tenant: string, plan: Plan, filePromise: Promise<FileUpload> | FileUpload): Promise<Stored> {
     let file: FileUpload;
     try {
       file = await filePromise;
@@ -199,13 +204,29 @@ export class UploadService {
 
     const id = randomUUID();
     const key = objectKeys.original(tenant, id);
+    const { storage, crypto } = this.deps;
+    const sealed = plan.level !== 'STANDARD';
     try {
-      await this.deps.storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' });
+      const kid = sealed
+        ? (await crypto.seal(storage, key, inspector)).kid
+        : (await storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' }), null);
       if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(plan.policy.maxFileSize);
       const facts = inspector.result();
       const kind = SUPPORTED_TYPES.get(facts.mime)!.kind;
-      const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, id, facts.mime) : undefined;
+      const image =
+        kind !== 'IMAGE'
+          ? undefined
+          : kid
+            ? await processImageWith(
+                {
+                  readOriginal: () => crypto.open(storage, { key, kid, plainSize: facts.size }),
+                  writeVariant: async (name, body) => ({ size: (await crypto.seal(storage, objectKeys.variant(tenant, id, name), body)).plainSize }),
+                },
+                facts.mime,
+              )
+            : await processImage(storage, tenant, id, facts.mime);
       return {
+        encryptionKeyId: kid,
         id,
         plan,
         fileName,
@@ -241,7 +262,8 @@ export class UploadService {
             fileSize: BigInt(s.size),
             checksum: s.checksum,
             securityLevel: s.plan.level,
-            encrypted: false,
+            encrypted: s.encryptionKeyId !== null,
+            encryptionKeyId: s.encryptionKeyId,
             storageKey: objectKeys.original(tenant, s.id),
             tags: s.plan.tags,
             width: s.width ?? null,
@@ -251,10 +273,10 @@ export class UploadService {
             createdBy,
           },
         });
-        await tx.mediaAttachment.create({
-          data: { tenantId: tenant, entityType: s.plan.entity.type, entityId: s.plan.entity.id, mediaId: s.id },
-        });
-        if (s.plan.role) await upsertRole(tx, tenant, s.plan.entity, s.id, s.plan.role);
+        for (const a of s.plan.attachTo ?? [{ entity: s.plan.entity, role: s.plan.role }]) {
+          await tx.mediaAttachment.create({ data: { tenantId: tenant, entityType: a.entity.type, entityId: a.entity.id, mediaId: s.id } });
+          if (a.role) await upsertRole(tx, tenant, a.entity, s.id, a.role);
+        }
       }
     });
     const rows = await mediaRepository.byIds(this.deps.prisma, tenant, ids);

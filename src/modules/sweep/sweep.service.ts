@@ -3,10 +3,15 @@ import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
 import type { MediaService } from '../media/media.service.js';
+import { purgeAsset } from '../assets/asset.service.js';
 
 export interface SweepReport {
   /** Deleted media whose objects and row were purged. */
   deletedMediaPurged: number;
+  /** Deleted assets whose objects were purged (their rows stay as tombstones). */
+  deletedAssetsPurged: number;
+  /** Objects of live assets that their row no longer points at (replaced files an update could not delete). */
+  staleAssetObjectsDeleted: number;
   /** Expired, never-completed or finished direct upload tickets removed. */
   directUploadsRemoved: number;
   /** Object groups ({tenant}/{id}/) with no row, deleted. */
@@ -31,7 +36,7 @@ export class SweepService {
   /** `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). */
   async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
     const { prisma } = this.deps;
-    const report: SweepReport = { deletedMediaPurged: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
+    const report: SweepReport = { deletedMediaPurged: 0, deletedAssetsPurged: 0, staleAssetObjectsDeleted: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
     const cutoff = new Date(Date.now() - options.graceSeconds * 1000);
     const tenant = options.tenant ?? null;
     // A session-level advisory lock needs one connection for lock and unlock: hold it in a transaction.
@@ -48,8 +53,19 @@ export class SweepService {
           report.deletedMediaPurged++;
         }
 
+        const deletedAssets = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
+          SELECT tenant_id, id FROM asset WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff} AND storage_key IS NOT NULL
+            AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
+        for (const a of deletedAssets) {
+          await purgeAsset(this.deps, a.tenant_id, a.id);
+          report.deletedAssetsPurged++;
+        }
+
+        // A ticket's id is also the id of the media or asset it became (its object stays where it was written).
         const tickets = await prisma.$queryRaw<{ tenant_id: string; id: string; has_media: boolean }[]>`
-          SELECT d.tenant_id, d.id, EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = d.tenant_id AND m.id = d.id) AS has_media
+          SELECT d.tenant_id, d.id,
+                 EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = d.tenant_id AND m.id = d.id)
+                 OR EXISTS (SELECT 1 FROM asset a WHERE a.tenant_id = d.tenant_id AND a.id = d.id AND a.storage_key IS NOT NULL) AS has_media
           FROM direct_upload d
           WHERE ((d.completed_at IS NULL AND d.expires_at < ${cutoff}) OR (d.completed_at IS NOT NULL AND d.completed_at < ${cutoff}))
             AND (${tenant}::text IS NULL OR d.tenant_id = ${tenant})
@@ -60,7 +76,7 @@ export class SweepService {
           report.directUploadsRemoved++;
         }
 
-        report.orphanGroupsDeleted = await this.sweepOrphanObjects(cutoff, tenant);
+        Object.assign(report, await this.sweepOrphanObjects(cutoff, tenant));
         if (!tenant) report.temporaryRemoved = (await this.deps.storage.sweepTemporary?.(cutoff)) ?? 0;
         return report;
       },
@@ -68,34 +84,60 @@ export class SweepService {
     );
   }
 
-  /** Groups objects by {tenant}/{id}/ and deletes groups older than the cutoff that no media or direct upload row claims. */
-  private async sweepOrphanObjects(cutoff: Date, tenant: string | null): Promise<number> {
-    const groups = new Map<string, { tenant: string; id: string; newest: number }>();
+  /**
+   * Groups objects by {tenant}/{id}/ and deletes groups older than the cutoff that
+   * no media, direct upload or asset (live, or deleted but not purged yet) row
+   * claims. In the groups of live assets, deletes the old objects the row no
+   * longer points at (files replaced by an update whose clean-up failed).
+   */
+  private async sweepOrphanObjects(cutoff: Date, tenant: string | null): Promise<{ orphanGroupsDeleted: number; staleAssetObjectsDeleted: number }> {
+    const groups = new Map<string, { tenant: string; id: string; newest: number; objects: { key: string; time: number }[] }>();
     for (const o of await this.deps.storage.list(tenant ? `${tenant}/` : '')) {
       const m = KEY_RE.exec(o.key);
       if (!m) continue;
       const key = `${m[1]}/${m[2]}`;
       const g = groups.get(key);
       const t = o.lastModified.getTime();
-      if (!g) groups.set(key, { tenant: m[1]!, id: m[2]!, newest: t });
-      else g.newest = Math.max(g.newest, t);
-    }
-    const old = [...groups.values()].filter((g) => g.newest < cutoff.getTime());
-    let deleted = 0;
-    for (let i = 0; i < old.length; i += 1000) {
-      const batch = old.slice(i, i + 1000);
-      const claimed = await this.deps.prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
-        SELECT k.tenant_id, k.id::text AS id FROM unnest(${batch.map((g) => g.tenant)}::text[], ${batch.map((g) => g.id)}::uuid[]) AS k(tenant_id, id)
-        WHERE EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = k.tenant_id AND m.id = k.id)
-           OR EXISTS (SELECT 1 FROM direct_upload d WHERE d.tenant_id = k.tenant_id AND d.id = k.id)`;
-      const keep = new Set(claimed.map((c) => `${c.tenant_id}/${c.id}`));
-      for (const g of batch) {
-        if (keep.has(`${g.tenant}/${g.id}`)) continue;
-        await this.deps.storage.deletePrefix(objectKeys.prefix(g.tenant, g.id));
-        this.deps.logger.info({ tenant: g.tenant, id: g.id }, 'sweep: deleted orphaned objects');
-        deleted++;
+      if (!g) groups.set(key, { tenant: m[1]!, id: m[2]!, newest: t, objects: [{ key: o.key, time: t }] });
+      else {
+        g.newest = Math.max(g.newest, t);
+        g.objects.push({ key: o.key, time: t });
       }
     }
-    return deleted;
+    const old = [...groups.values()].filter((g) => g.objects.some((o) => o.time < cutoff.getTime()));
+    let orphanGroupsDeleted = 0;
+    let staleAssetObjectsDeleted = 0;
+    for (let i = 0; i < old.length; i += 1000) {
+      const batch = old.slice(i, i + 1000);
+      const claimed = await this.deps.prisma.$queryRaw<{ tenant_id: string; id: string; asset_keys: string[] | null }[]>`
+        SELECT k.tenant_id, k.id::text AS id,
+               (SELECT array_append(ARRAY(SELECT v->>'key' FROM jsonb_array_elements(a.variants) v), a.storage_key)
+                  FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND a.deleted_at IS NULL) AS asset_keys
+        FROM unnest(${batch.map((g) => g.tenant)}::text[], ${batch.map((g) => g.id)}::uuid[]) AS k(tenant_id, id)
+        WHERE EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = k.tenant_id AND m.id = k.id)
+           OR EXISTS (SELECT 1 FROM direct_upload d WHERE d.tenant_id = k.tenant_id AND d.id = k.id)
+           OR EXISTS (SELECT 1 FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND (a.deleted_at IS NULL OR a.storage_key IS NOT NULL))`;
+      const keep = new Map(claimed.map((c) => [`${c.tenant_id}/${c.id}`, c.asset_keys]));
+      for (const g of batch) {
+        const name = `${g.tenant}/${g.id}`;
+        if (!keep.has(name)) {
+          if (g.newest >= cutoff.getTime()) continue;
+          await this.deps.storage.deletePrefix(objectKeys.prefix(g.tenant, g.id));
+          this.deps.logger.info({ tenant: g.tenant, id: g.id }, 'sweep: deleted orphaned objects');
+          orphanGroupsDeleted++;
+          continue;
+        }
+        const assetKeys = keep.get(name);
+        if (!assetKeys) continue;
+        const live = new Set(assetKeys);
+        for (const o of g.objects) {
+          if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
+          await this.deps.storage.delete(o.key);
+          this.deps.logger.info({ tenant: g.tenant, assetId: g.id, key: o.key }, 'sweep: deleted a replaced asset object');
+          staleAssetObjectsDeleted++;
+        }
+      }
+    }
+    return { orphanGroupsDeleted, staleAssetObjectsDeleted };
   }
 }

@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import type { Logger } from '../logger.js';
+import type { ByteRange, Storage } from '../storage/storage.js';
+import type { KeyRing } from './key-ring.js';
+import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, MAX_HEADER_LENGTH, decodeHeader, encodeHeader, headerLength, sealedLayout } from './segmented-gcm.js';
+
+/**
+ * How encrypted content is kept: 'sse-c' where the S3 store enforces customer
+ * keys (it encrypts, and refuses to return the object without the key), 'app'
+ * (AES-256-GCM segments written by this process) everywhere else.
+ */
+export type EncryptionMode = 'app' | 'sse-c';
+
+export interface SealedObject {
+  kid: string;
+  /** Plaintext bytes written. */
+  plainSize: number;
+  /** Bytes the storage holds. */
+  storedSize: number;
+}
+
+/** Plaintext of an object whose SHA-256 is known: verified while streaming. */
+export interface OpenOptions {
+  key: string;
+  kid: string;
+  plainSize: number;
+  range?: ByteRange;
+  /** Hex SHA-256 of the whole plaintext; checked on full reads before the last bytes leave. */
+  checksum?: string;
+}
+
+async function readAll(s: Readable, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of s) {
+    parts.push(c as Buffer);
+    n += (c as Buffer).length;
+    if (n >= max) break;
+  }
+  s.destroy();
+  return Buffer.concat(parts);
+}
+
+/**
+ * Hashes a stream and compares with the expected SHA-256 at its end. The last
+ * chunk is held back until the hash matches, so a reader never receives all the
+ * bytes of wrong content: a mismatch ends the stream with an IntegrityFailure
+ * before its final chunk.
+ */
+export class VerifyChecksum extends Transform {
+  private readonly hash = createHash('sha256');
+  private held: Buffer | null = null;
+
+  constructor(private readonly expected: string) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+    this.hash.update(chunk);
+    if (this.held) this.push(this.held);
+    this.held = chunk;
+    done();
+  }
+
+  override _flush(done: TransformCallback): void {
+    const actual = this.hash.digest('hex');
+    if (actual !== this.expected) return done(new IntegrityFailure('content does not match its checksum'));
+    if (this.held) this.push(this.held);
+    done();
+  }
+}
+
+export class ContentCrypto {
+  constructor(
+    readonly ring: KeyRing,
+    readonly mode: EncryptionMode,
+    private readonly segmentSize = DEFAULT_SEGMENT_SIZE,
+  ) {}
+
+  /**
+   * Checks whether an S3 store enforces SSE-C: an object written with a customer
+   * key must not be readable without it. s3rver accepts the headers and ignores
+   * them; such a store gets application-side encryption instead (logged once).
+   */
+  static async detectMode(storage: Storage, ring: KeyRing, logger: Logger): Promise<EncryptionMode> {
+    if (storage.driver !== 's3' || !storage.probeSseC) {
+      logger.info({ keys: ring.kids(), active: ring.active.kid }, 'encryption at rest: AES-256-GCM segments (application side)');
+      return 'app';
+    }
+    const enforced = await storage.probeSseC(ring.objectKey(ring.active.kid, 'sse-c-probe'));
+    if (enforced) {
+      logger.info({ keys: ring.kids(), active: ring.active.kid }, 'encryption at rest: SSE-C (the store enforces customer keys)');
+      return 'sse-c';
+    }
+    logger.warn(
+      { keys: ring.kids(), active: ring.active.kid },
+      'the S3 store does not enforce SSE-C (an object written with a customer key was readable without it): encrypting on the application side instead',
+    );
+    return 'app';
+  }
+
+  /** Writes `plain` encrypted under the active key at `key`. */
+  async seal(storage: Storage, key: string, plain: Readable, contentType?: string): Promise<SealedObject> {
+    const kid = this.ring.active.kid;
+    const objectKey = this.ring.objectKey(kid, key);
+    let plainSize = 0;
+    plain.on('data', (c: Buffer) => (plainSize += c.length));
+    if (this.mode === 'sse-c') {
+      const out = await storage.put(key, plain, { contentType: contentType ?? 'application/octet-stream', sseKey: objectKey });
+      return { kid, plainSize, storedSize: out.size };
+    }
+    const enc = new EncryptStream(objectKey, encodeHeader(kid, this.segmentSize));
+    plain.on('error', (e) => enc.destroy(e));
+    const out = await storage.put(key, plain.pipe(enc), { contentType: 'application/octet-stream' });
+    return { kid, plainSize, storedSize: out.size };
+  }
+
+  /** The plaintext of an encrypted object (a range of it), authenticated as it streams. */
+  async open(storage: Storage, o: OpenOptions): Promise<Readable> {
+    if (this.mode === 'sse-c') {
+      const body = await storage.get(o.key, o.range, { sseKey: this.ring.objectKey(o.kid, o.key) });
+      return o.checksum && !o.range ? body.pipe(new VerifyChecksum(o.checksum)) : body;
+    }
+    // The header names the key that sealed the object (it may predate a rotation).
+    const head = decodeHeader(await readAll(await storage.get(o.key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH));
+    const objectKey = this.ring.objectKey(head.kid, o.key);
+    const S = head.segmentSize;
+    const H = head.raw.length;
+    const { segments } = sealedLayout(o.plainSize, S, H);
+    const lastIndex = segments - 1;
+    const start = o.range?.start ?? 0;
+    const end = o.range?.end ?? Math.max(0, o.plainSize - 1);
+    const first = Math.floor(start / S);
+    const last = Math.min(lastIndex, Math.floor(end / S));
+    const sealed = S + 16;
+    const from = H + first * sealed;
+    const to = last === lastIndex ? sealedLayout(o.plainSize, S, H).size - 1 : H + (last + 1) * sealed - 1;
+    const body = await storage.get(o.key, { start: from, end: to });
+    const dec = new DecryptStream(objectKey, head, { first, end: last, lastIndex, skip: start - first * S, take: end - start + 1 });
+    body.on('error', (e) => dec.destroy(e));
+    const plain = body.pipe(dec);
+    if (o.checksum && !o.range) {
+      const verify = new VerifyChecksum(o.checksum);
+      plain.on('error', (e) => verify.destroy(e));
+      return plain.pipe(verify);
+    }
+    return plain;
+  }
+
+  /** Key id that sealed an object (app mode reads it from the header). */
+  async sealedWith(storage: Storage, key: string, recordedKid: string): Promise<string> {
+    if (this.mode === 'sse-c') return recordedKid;
+    const first = await readAll(await storage.get(key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH);
+    headerLength(first);
+    return decodeHeader(first).kid;
+  }
+}

@@ -1,0 +1,86 @@
+import { createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+const KID_RE = /^[A-Za-z0-9_-]{1,32}$/;
+
+export interface RingKey {
+  readonly kid: string;
+  /** 32 bytes; never logged, never returned. */
+  readonly material: Buffer;
+}
+
+/**
+ * The encryption key ring (SPEC 9): `kid:base64key,…`, the first one active. Old
+ * keys stay to decrypt what they encrypted. Each object gets its own key, derived
+ * with HKDF-SHA-256 from a ring key and the object's storage key.
+ */
+export class KeyRing {
+  readonly active: RingKey;
+  private readonly byKid: ReadonlyMap<string, RingKey>;
+
+  constructor(keys: RingKey[]) {
+    if (keys.length === 0) throw new Error('MEDIA_KEYS: the key ring is empty');
+    const map = new Map<string, RingKey>();
+    for (const k of keys) {
+      if (!KID_RE.test(k.kid)) throw new Error(`MEDIA_KEYS: key id "${k.kid}" must be 1-32 characters of A-Z a-z 0-9 _ -`);
+      if (k.material.length !== 32) throw new Error(`MEDIA_KEYS: key "${k.kid}" must be 32 bytes (base64 of 32 random bytes)`);
+      if (map.has(k.kid)) throw new Error(`MEDIA_KEYS: key id "${k.kid}" appears twice`);
+      map.set(k.kid, k);
+    }
+    this.byKid = map;
+    this.active = keys[0]!;
+  }
+
+  /** Parses `kid:base64,kid:base64`; throws naming MEDIA_KEYS (never echoing key material). */
+  static parse(spec: string): KeyRing {
+    return new KeyRing(
+      spec
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+        .map((entry) => {
+          const i = entry.indexOf(':');
+          if (i <= 0) throw new Error('MEDIA_KEYS: expected kid:base64key,…');
+          return { kid: entry.slice(0, i), material: Buffer.from(entry.slice(i + 1), 'base64') };
+        }),
+    );
+  }
+
+  /**
+   * The configured ring, or (embedded default) one generated on first start and
+   * kept under DATA_DIR/secrets/media-keys (mode 0600).
+   */
+  static load(spec: string | undefined, dataDir: string): KeyRing {
+    if (spec) return KeyRing.parse(spec);
+    const file = path.join(dataDir, 'secrets', 'media-keys');
+    if (!existsSync(file)) {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      const kid = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      writeFileSync(file, `${kid}:${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    }
+    return KeyRing.parse(readFileSync(file, 'utf8').trim());
+  }
+
+  has(kid: string): boolean {
+    return this.byKid.has(kid);
+  }
+
+  kids(): string[] {
+    return [...this.byKid.keys()];
+  }
+
+  /** The per-object key: HKDF-SHA-256(ring key, salt "media-api/v1", info = object id). */
+  objectKey(kid: string, objectId: string): Buffer {
+    const ring = this.byKid.get(kid);
+    if (!ring) throw new Error(`unknown encryption key id "${kid}"`);
+    return Buffer.from(hkdfSync('sha256', ring.material, 'media-api/v1', `object:${objectId}`, 32));
+  }
+
+  /** A fingerprint of the ring for logs: key ids and a hash prefix, never material. */
+  describe(): string {
+    return this.kids()
+      .map((k) => `${k}#${createHash('sha256').update(this.byKid.get(k)!.material).digest('hex').slice(0, 8)}`)
+      .join(',');
+  }
+}

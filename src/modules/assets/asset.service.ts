@@ -1,0 +1,403 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { FileUpload } from 'graphql-upload-minimal';
+import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
+import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
+import { AppError, dbSqlState, errors, isUniqueViolation } from '../../errors/index.js';
+import type { Logger } from '../../logger.js';
+import type { Storage } from '../../storage/index.js';
+import type { DirectUploadService } from '../direct-uploads/direct-upload.service.js';
+import { isUuid } from '../media/cursor.js';
+import { processImageWith } from '../media/images.js';
+import { receiveUpload } from '../media/receive-upload.js';
+import { discardUpload, sanitiseFileName } from '../media/upload.service.js';
+import { SUPPORTED_TYPES } from '../policy/media-types.js';
+import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetRef, type AssetRow, type AssetVariantRecord } from './asset.record.js';
+import { assetRepository, pageStatements } from './asset.repository.js';
+import { queryError } from './query-language.js';
+
+type Upload = Promise<FileUpload> | FileUpload;
+
+export interface CreateAssetArgs {
+  type: AssetType;
+  access: AssetAccess;
+  name?: string | null;
+  key?: string | null;
+  refIds?: AssetRef[] | null;
+  file?: Upload | null;
+  signedId?: string | null;
+  url?: string | null;
+  filename?: string | null;
+  priority?: number | null;
+}
+
+export interface UpdateAssetArgs {
+  version: number;
+  name?: string | null;
+  refIds?: AssetRef[] | null;
+  file?: Upload | null;
+  url?: string | null;
+  filename?: string | null;
+  priority?: number | null;
+  active?: boolean | null;
+}
+
+export interface AssetPageResult {
+  items: AssetRecord[];
+  totalCount: number;
+  pageNumber: number;
+  pageSize: number;
+}
+
+export const MAX_PAGE_SIZE = 100;
+const MAX_REFS = 100;
+/** A query with regular expressions gets this long in PostgreSQL (their cost is hard to bound by length alone). */
+const REGEX_STATEMENT_TIMEOUT_MS = 5000;
+
+// Keys are path-like and URL-safe, so that GET /tenants/{tenant}/assets/{key} needs no escaping:
+// segments of [A-Za-z0-9._~-] separated by single '/', none of them "." or "..".
+const KEY_SEGMENT = /^[A-Za-z0-9._~-]+$/;
+
+/** A file written for an asset, with its variants, waiting for its row. */
+interface StoredBlob {
+  storageKey: string;
+  fileName: string;
+  mimeType: string;
+  bytes: number;
+  checksum: string;
+  variants: AssetVariantRecord[];
+  /** Keys to delete if the row is not written. */
+  cleanup: () => Promise<void>;
+}
+
+export interface AssetServiceDeps {
+  prisma: PrismaClient;
+  storage: Storage;
+  directUploads: DirectUploadService;
+  logger: Logger;
+}
+
+/**
+ * Tenant assets (SPEC 11): BLOB assets (a stored file, from a multipart upload or
+ * a completed direct upload) and LINK assets (an absolute http(s) URL), PUBLIC or
+ * PRIVATE; optimistic locking on `version`; soft deletion; the query language.
+ */
+export class AssetService {
+  constructor(private readonly deps: AssetServiceDeps) {}
+
+  /** A live asset of the tenant, or NOT_FOUND (another tenant's ids included). */
+  async require(tenant: string, id: string): Promise<AssetRecord> {
+    const [a] = isUuid(id) ? await assetRepository.byIds(this.deps.prisma, tenant, [id]) : [];
+    if (!a) throw errors.notFound('Asset', id);
+    return a;
+  }
+
+  byKey(tenant: string, key: string): Promise<AssetRecord | null> {
+    return assetRepository.byKey(this.deps.prisma, tenant, key);
+  }
+
+  async list(tenant: string, args: { pageNumber: number; pageSize: number; sort: string | null; q: string | null }): Promise<AssetPageResult> {
+    const { pageNumber, pageSize } = args;
+    if (!Number.isInteger(pageNumber) || pageNumber < 1) throw errors.badInput('pageNumber', 'pageNumber starts at 1');
+    if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) throw errors.badInput('pageSize', `pageSize must be between 1 and ${MAX_PAGE_SIZE}`);
+    const offset = (pageNumber - 1) * pageSize;
+    if (offset > 1_000_000) throw errors.badInput('pageNumber', 'pageNumber is too large; narrow the query with q');
+    const statements = pageStatements(tenant, { q: args.q, sort: args.sort, limit: pageSize, offset });
+    const regexes = statements.terms.filter((t) => t.expression.kind === 'regex');
+    let result;
+    try {
+      result = regexes.length
+        ? await this.deps.prisma.$transaction(async (tx) => {
+            await tx.$executeRaw`SELECT set_config('statement_timeout', ${String(REGEX_STATEMENT_TIMEOUT_MS)}, true)`;
+            return assetRepository.page(tx, statements);
+          })
+        : await assetRepository.page(this.deps.prisma, statements);
+    } catch (e) {
+      throw await this.queryFailure(e, regexes.map((t) => ({ text: t.text, pattern: (t.expression as { pattern: string }).pattern })));
+    }
+    return { items: result.rows, totalCount: result.total, pageNumber, pageSize };
+  }
+
+  /**
+   * PostgreSQL decides what a regular expression is (its ARE syntax is not
+   * JavaScript's): an invalid one, or one that runs too long, is the client's
+   * error and names its term.
+   */
+  private async queryFailure(e: unknown, regexes: { text: string; pattern: string }[]): Promise<unknown> {
+    const state = dbSqlState(e);
+    if (state === '2201B') {
+      for (const r of regexes) {
+        const valid = await this.deps.prisma.$queryRaw`SELECT '' ~ ${r.pattern}`.then(() => true, () => false);
+        if (!valid) return queryError('q', r.text, 'invalid regular expression');
+      }
+      return queryError('q', regexes[0]?.text ?? '', 'invalid regular expression');
+    }
+    if (state === '57014' && regexes.length) return queryError('q', regexes[0]!.text, 'the query took too long; simplify the regular expression');
+    return e;
+  }
+
+  async create(tenant: string, input: CreateAssetArgs): Promise<AssetRecord> {
+    let fields: ReturnType<AssetService['checkCreate']>;
+    try {
+      fields = this.checkCreate(input);
+      if (fields.key && (await assetRepository.keyTaken(this.deps.prisma, tenant, fields.key))) throw duplicateKey(fields.key);
+    } catch (e) {
+      await discardUpload(input.file ?? undefined);
+      throw e;
+    }
+    let id: string = randomUUID();
+    let blob: StoredBlob | null = null;
+    if (input.type === 'BLOB') {
+      if (input.file) {
+        blob = await this.storeUpload(tenant, id, 1, input.file, fields.filename);
+      } else {
+        const upload = await this.deps.directUploads.claimForAsset(tenant, input.signedId!, ASSET_MAX_BYTES);
+        id = upload.id;
+        blob = await this.withVariants(assetKeys.revision(tenant, id, revision(1)), {
+          storageKey: upload.storageKey,
+          fileName: fields.filename ?? upload.fileName,
+          mimeType: upload.mime,
+          bytes: upload.size,
+          checksum: upload.checksum,
+          variants: [],
+          cleanup: () => this.deps.storage.deletePrefix(assetKeys.prefix(tenant, id)),
+        });
+      }
+    }
+    const key = fields.key ?? id;
+    const name = fields.name ?? fields.filename ?? blob?.fileName ?? fields.url ?? key;
+    try {
+      const rows = await this.deps.prisma.$queryRaw<AssetRow[]>`
+        INSERT INTO asset (tenant_id, id, type, access, name, key, ref_ids, priority, active, link_url,
+                           storage_key, file_name, mime_type, bytes, checksum, variants)
+        VALUES (${tenant}, ${id}::uuid, ${input.type}::"AssetType", ${input.access}::"AssetAccess", ${name.slice(0, 255)}, ${key},
+                ${JSON.stringify(fields.refIds ?? [])}::jsonb, ${fields.priority ?? 0}::int, true, ${fields.url},
+                ${blob?.storageKey ?? null}, ${blob?.fileName ?? fields.filename ?? null}, ${blob?.mimeType ?? null},
+                ${blob?.bytes ?? null}::bigint, ${blob?.checksum ?? null}, ${JSON.stringify(blob?.variants ?? [])}::jsonb)
+        RETURNING *`;
+      return assetFromRow(rows[0]!);
+    } catch (e) {
+      await blob?.cleanup().catch((err: unknown) => this.deps.logger.error({ err, assetId: id }, 'could not delete the objects of a refused asset; the sweep will'));
+      if (isUniqueViolation(e)) throw duplicateKey(key);
+      throw e;
+    }
+  }
+
+  async update(tenant: string, id: string, input: UpdateAssetArgs): Promise<AssetRecord> {
+    let current: AssetRecord;
+    let fields: ReturnType<AssetService['checkUpdate']>;
+    try {
+      if (!Number.isInteger(input.version) || input.version < 1) throw errors.badInput('input.version', 'version is the metadata.version you last read');
+      current = await this.require(tenant, id);
+      fields = this.checkUpdate(current, input);
+      // Refused before any byte is stored; the conditional UPDATE below is what guards a race.
+      if (current.version !== input.version) throw staleVersion(id, input.version);
+    } catch (e) {
+      await discardUpload(input.file ?? undefined);
+      throw e;
+    }
+    const blob = input.file ? await this.storeUpload(tenant, id, current.version + 1, input.file, fields.filename) : null;
+
+    const set: Prisma.Sql[] = [];
+    if (fields.name !== undefined) set.push(Prisma.sql`name = ${fields.name}`);
+    if (fields.refIds !== undefined) set.push(Prisma.sql`ref_ids = ${JSON.stringify(fields.refIds)}::jsonb`);
+    if (fields.priority !== undefined) set.push(Prisma.sql`priority = ${fields.priority}::int`);
+    if (fields.active !== undefined) set.push(Prisma.sql`active = ${fields.active}`);
+    if (fields.url !== undefined) set.push(Prisma.sql`link_url = ${fields.url}`);
+    if (blob) {
+      set.push(
+        Prisma.sql`storage_key = ${blob.storageKey}, file_name = ${blob.fileName}, mime_type = ${blob.mimeType}, bytes = ${blob.bytes}::bigint,
+                   checksum = ${blob.checksum}, variants = ${JSON.stringify(blob.variants)}::jsonb`,
+      );
+    } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${fields.filename}`);
+    set.push(Prisma.sql`version = version + 1, modified_at = now()`);
+
+    let rows: AssetRow[];
+    try {
+      rows = await this.deps.prisma.$queryRaw<AssetRow[]>`
+        UPDATE asset SET ${Prisma.join(set)}
+        WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NULL AND version = ${input.version}::int
+        RETURNING *`;
+    } catch (e) {
+      await blob?.cleanup().catch(() => undefined);
+      throw e;
+    }
+    if (!rows[0]) {
+      await blob?.cleanup().catch((err: unknown) => this.deps.logger.error({ err, assetId: id }, 'could not delete the objects of a refused update; the sweep will'));
+      await this.require(tenant, id); // deleted meanwhile: NOT_FOUND
+      throw staleVersion(id, input.version);
+    }
+    // The row now points at the new objects: the old ones can go.
+    if (blob) await this.deleteObjects(tenant, id, [current.storageKey, ...current.variants.map((v) => v.key)]);
+    return assetFromRow(rows[0]);
+  }
+
+  /** Soft delete: the asset leaves every read at once; its objects are purged right after (or by the sweep). */
+  async delete(tenant: string, id: string): Promise<boolean> {
+    const n = isUuid(id)
+      ? await this.deps.prisma.$executeRaw`UPDATE asset SET deleted_at = now(), version = version + 1, modified_at = now()
+          WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NULL`
+      : 0;
+    if (n === 0) throw errors.notFound('Asset', id);
+    await purgeAsset(this.deps, tenant, id);
+    return true;
+  }
+
+  /** Checks the arguments of createAsset before any byte is read. */
+  private checkCreate(input: CreateAssetArgs) {
+    const hasFile = input.file !== undefined && input.file !== null;
+    const hasSignedId = input.signedId !== undefined && input.signedId !== null;
+    if (input.type === 'BLOB') {
+      if (hasFile && hasSignedId) throw errors.badInput('input.signedId', 'Give either file or signedId, not both');
+      if (!hasFile && !hasSignedId) throw errors.badInput('input.file', 'A BLOB asset needs a file (or the signedId of a completed direct upload)');
+      if (input.url != null) throw errors.badInput('input.url', 'A BLOB asset takes a file, not a url');
+    } else {
+      if (hasFile) throw errors.badInput('input.file', 'A LINK asset takes a url, not a file');
+      if (hasSignedId) throw errors.badInput('input.signedId', 'A LINK asset takes a url, not a signedId');
+      if (input.url == null) throw errors.badInput('input.url', 'A LINK asset needs a url');
+    }
+    return {
+      name: input.name == null ? undefined : checkName(input.name),
+      key: input.key == null ? undefined : checkKey(input.key),
+      refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
+      priority: input.priority ?? undefined,
+      url: input.url == null ? null : checkUrl(input.url),
+      filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
+    };
+  }
+
+  /** Checks the arguments of updateAsset against the asset; `type` and `access` cannot change (they are not in the input). */
+  private checkUpdate(current: AssetRecord, input: UpdateAssetArgs) {
+    if (current.type === 'LINK' && input.file != null) throw errors.badInput('input.file', 'A LINK asset takes a url, not a file');
+    if (current.type === 'BLOB' && input.url != null) throw errors.badInput('input.url', 'A BLOB asset takes a file, not a url');
+    return {
+      name: input.name == null ? undefined : checkName(input.name),
+      refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
+      priority: input.priority ?? undefined,
+      active: input.active ?? undefined,
+      url: input.url == null ? undefined : checkUrl(input.url),
+      filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
+    };
+  }
+
+  /** Streams an uploaded file into a new revision folder of the asset, then writes its image variants. */
+  private async storeUpload(tenant: string, id: string, version: number, file: Upload, filename: string | undefined): Promise<StoredBlob> {
+    const folder = assetKeys.revision(tenant, id, revision(version));
+    const storageKey = `${folder}original`;
+    const received = await receiveUpload(this.deps.storage, storageKey, file, {
+      limit: ASSET_MAX_BYTES,
+      accept: (mime) => {
+        if (!SUPPORTED_TYPES.has(mime)) throw errors.unsupportedType(`Content of type ${mime} is not supported`);
+        return ASSET_MAX_BYTES;
+      },
+    });
+    return this.withVariants(folder, {
+      storageKey,
+      fileName: filename ?? received.fileName,
+      mimeType: received.mime,
+      bytes: received.size,
+      checksum: received.checksum,
+      variants: [],
+      cleanup: () => this.deps.storage.deletePrefix(folder),
+    });
+  }
+
+  /**
+   * Image blobs get the media variants (THUMB always, larger ones where the image
+   * is larger), written in the revision folder (the blob's cleanup covers it);
+   * content that does not decode is refused and everything written is deleted.
+   */
+  private async withVariants(folder: string, blob: StoredBlob): Promise<StoredBlob> {
+    if (SUPPORTED_TYPES.get(blob.mimeType)?.kind !== 'IMAGE') return blob;
+    try {
+      const facts = await processImageWith(
+        {
+          readOriginal: () => this.deps.storage.get(blob.storageKey),
+          writeVariant: (name, body, contentType) => this.deps.storage.put(`${folder}${name}`, body, { contentType }),
+        },
+        blob.mimeType,
+      );
+      return { ...blob, variants: facts.variants.map((v) => ({ ...v, key: `${folder}${v.name}` })) };
+    } catch (e) {
+      await blob.cleanup().catch(() => undefined);
+      throw e instanceof AppError ? e : errors.storageUnavailable(e);
+    }
+  }
+
+  private async deleteObjects(tenant: string, id: string, keys: (string | null)[]): Promise<void> {
+    await Promise.all(
+      keys
+        .filter((k): k is string => !!k && k.startsWith(assetKeys.prefix(tenant, id)))
+        .map((k) => this.deps.storage.delete(k).catch((err: unknown) => this.deps.logger.warn({ err, assetId: id, key: k }, 'could not delete a replaced asset object; the sweep will'))),
+    );
+  }
+}
+
+/**
+ * Removes a deleted asset's objects, then marks them gone (storage_key NULL); the
+ * row stays as a tombstone. Safe to repeat; a failure is left for the sweep.
+ */
+export async function purgeAsset(deps: { prisma: PrismaClient; storage: Storage; logger: Logger }, tenant: string, id: string): Promise<void> {
+  try {
+    await deps.storage.deletePrefix(assetKeys.prefix(tenant, id));
+    await deps.prisma.$executeRaw`UPDATE asset SET storage_key = NULL, variants = '[]'::jsonb
+      WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NOT NULL`;
+  } catch (e) {
+    deps.logger.warn({ err: e, assetId: id }, 'purge of a deleted asset failed; left for the sweep');
+  }
+}
+
+/** A fresh revision folder name: the version it is written for, and random bits (racing updates never share one). */
+function revision(version: number): string {
+  return `v${version}-${randomBytes(4).toString('hex')}`;
+}
+
+function duplicateKey(key: string): AppError {
+  return new AppError('CONFLICT', `An asset with key "${key}" already exists`, { field: 'input.key' });
+}
+
+function staleVersion(id: string, version: number): AppError {
+  return new AppError('CONFLICT', `Asset ${id} is no longer at version ${version}: read it again and retry`, { field: 'input.version' });
+}
+
+function checkName(raw: string): string {
+  const name = raw.trim();
+  // eslint-disable-next-line no-control-regex
+  if (name.length === 0 || name.length > 255 || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw errors.badInput('input.name', 'name must be 1-255 characters without control characters');
+  }
+  return name;
+}
+
+export function checkKey(key: string): string {
+  const segments = key.split('/');
+  if (key.length === 0 || key.length > 255 || segments.some((s) => !KEY_SEGMENT.test(s) || s === '.' || s === '..')) {
+    throw errors.badInput('input.key', 'key must be 1-255 characters of A-Z a-z 0-9 . _ ~ - in segments separated by single "/" (no "." or ".." segments)');
+  }
+  return key;
+}
+
+function checkRefs(refs: AssetRef[]): AssetRef[] {
+  if (refs.length > MAX_REFS) throw errors.badInput('input.refIds', `At most ${MAX_REFS} references`);
+  const out: AssetRef[] = [];
+  for (const [i, r] of refs.entries()) {
+    const ref = { id: r.id.trim(), type: r.type.trim() };
+    if (ref.id.length === 0 || ref.id.length > 128) throw errors.badInput(`input.refIds.${i}.id`, 'A reference id is 1-128 characters');
+    if (ref.type.length === 0 || ref.type.length > 64) throw errors.badInput(`input.refIds.${i}.type`, 'A reference type is 1-64 characters, e.g. PRODUCT');
+    if (!out.some((o) => o.id === ref.id && o.type === ref.type)) out.push(ref);
+  }
+  return out;
+}
+
+/** An absolute http(s) URL without credentials; anything else (javascript:, data:, relative) is refused. */
+export function checkUrl(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
+  if (url.username || url.password) throw errors.badInput('input.url', 'url must not carry credentials');
+  if (url.href.length > 2048) throw errors.badInput('input.url', 'url is longer than 2048 characters');
+  return url.href;
+}

@@ -1,0 +1,88 @@
+import type { Readable } from 'node:stream';
+import type { FileUpload } from 'graphql-upload-minimal';
+import { AppError, errors, isAppError } from '../../errors/index.js';
+import type { Storage } from '../../storage/index.js';
+import { normaliseMime } from '../policy/media-types.js';
+import { InspectStream, type InspectResult } from './inspect-stream.js';
+import { sanitiseFileName } from './upload.service.js';
+
+export interface ReceivedUpload extends InspectResult {
+  /** The client's file name, sanitised. */
+  fileName: string;
+}
+
+export interface ReceiveOptions {
+  /** The size limit reported when the multipart parser cut the file off. */
+  limit: number;
+  /** Called with the type detected from the content; returns the size limit or throws (unsupported). */
+  accept(mime: string): number;
+}
+
+/** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
+function isUploadLimitError(e: unknown): boolean {
+  return !!e && typeof e === 'object' && (e as { status?: number }).status === 413;
+}
+
+/**
+ * Streams one multipart file into storage under `key`, plaintext, with the
+ * upload pipeline's checks: the type is detected from the bytes (never the name
+ * or declared type; a declared type that differs is refused), the size is counted
+ * against the limit while streaming, the SHA-256 computed on the way. On any
+ * failure the object is deleted, the rest of the file drained, and the error is
+ * the client's (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, BAD_USER_INPUT) or
+ * STORAGE_UNAVAILABLE. (UploadService.store does the same for media, plus
+ * encryption.)
+ */
+export async function receiveUpload(storage: Storage, key: string, filePromise: Promise<FileUpload> | FileUpload, options: ReceiveOptions): Promise<ReceivedUpload> {
+  let file: FileUpload;
+  try {
+    file = await filePromise;
+  } catch (e) {
+    throw isUploadLimitError(e) ? errors.tooLarge(options.limit) : errors.badInput('file', 'The file part of the request is missing or broken');
+  }
+  const fileName = sanitiseFileName(file.filename);
+  const declared = normaliseMime(file.mimetype);
+  let source: Readable;
+  try {
+    source = file.createReadStream();
+  } catch (e) {
+    throw isUploadLimitError(e) ? errors.tooLarge(options.limit) : errors.badInput('file', 'The file could not be read');
+  }
+  const inspector = new InspectStream({
+    fileName,
+    accept: (mime) => {
+      const limit = options.accept(mime);
+      if (declared && declared !== 'application/octet-stream' && declared !== mime) {
+        throw errors.unsupportedType(`Declared type ${declared} does not match the content, which is ${mime}`);
+      }
+      return limit;
+    },
+  });
+  // The inspector can fail before storage.put listens (it awaits its own setup
+  // first); the error still reaches us through put() and inspectorError().
+  inspector.on('error', () => undefined);
+  let cut = false;
+  // graphql-upload-minimal ends a stream that passed its cut-off as if it were complete (its issue 51).
+  source.on('limit', () => {
+    cut = true;
+    inspector.destroy(errors.tooLarge(options.limit));
+  });
+  source.on('error', (e) => inspector.destroy(isUploadLimitError(e) ? errors.tooLarge(options.limit) : e));
+  source.pipe(inspector);
+  try {
+    await storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' });
+    if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(options.limit);
+    return { fileName, ...inspector.result() };
+  } catch (e) {
+    source.unpipe(inspector);
+    source.on('error', () => undefined);
+    source.resume();
+    await storage.delete(key).catch(() => undefined);
+    throw isAppError(e) ? e : (inspectorError(inspector) ?? errors.storageUnavailable(e));
+  }
+}
+
+function inspectorError(s: InspectStream): AppError | undefined {
+  const e = (s as unknown as { errored?: unknown }).errored;
+  return isAppError(e) ? e : undefined;
+}
