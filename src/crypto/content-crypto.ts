@@ -111,6 +111,9 @@ export class ContentCrypto {
       return { kid, plainSize, storedSize: out.size };
     }
     const enc = new EncryptStream(objectKey, encodeHeader(kid, this.segmentSize));
+    // The storage attaches its handlers after its own setup; until then an error
+    // here must not be an uncaught exception. put() still fails with it.
+    enc.on('error', () => undefined);
     plain.on('error', (e) => enc.destroy(e));
     const out = await storage.put(key, plain.pipe(enc), { contentType: 'application/octet-stream' });
     return { kid, plainSize, storedSize: out.size };

@@ -94,6 +94,8 @@ export class S3Storage implements Storage {
     // A body that already failed (or was destroyed) emits nothing more: piping it would wait forever.
     if (body.errored || body.destroyed) throw body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
     const counter = new Counter();
+    // Reported through put()'s own rejection; the SDK may not be listening yet.
+    counter.on('error', () => undefined);
     body.on('error', (e) => counter.destroy(e));
     body.pipe(counter);
     if (options.size !== undefined) {

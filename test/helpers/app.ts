@@ -78,7 +78,14 @@ export async function startTestApp(
   });
   const db = createDatabase({ url: config.databaseUrl!, poolSize: 10 });
   const real = testStorage(dataDir);
-  const app = await startApp({ config, logger, db, storage: options.storage ? options.storage(dataDir, real) : real });
+  let app: RunningApp;
+  try {
+    app = await startApp({ config, logger, db, storage: options.storage ? options.storage(dataDir, real) : real });
+  } catch (e) {
+    await db.close();
+    if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  }
   return {
     ...app,
     db,
