@@ -11,7 +11,6 @@ import { GetObjectCommand, S3Client, DeleteObjectCommand } from '@aws-sdk/client
 import { Upload } from '@aws-sdk/lib-storage';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { mintToken } from '../src/auth/tokens.js';
-import { freePort, median, MiB, mp4File, rssOf, sampleRss, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
+import { freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -57,51 +56,6 @@ async function hashStream(s: Readable): Promise<{ sha: string; size: number }> {
     size += (c as Buffer).length;
   }
   return { sha: h.digest('hex'), size };
-}
-
-/**
- * A GraphQL multipart request (operations, map, file) written straight onto an
- * HTTP request, the file streamed from disk in 1 MiB reads: the same bytes on the
- * wire as apollo-upload-client sends, without a browser-style FormData encoder
- * in the way of the measurement.
- */
-function multipartUpload(url: string, token: string, file: string, size: number): Promise<unknown> {
-  const boundary = `----bench${Date.now()}`;
-  const operations = JSON.stringify({ query: UPLOAD, variables: { input: { file: null, entity: { type: 'property', id: 'bench' } } } });
-  const head = Buffer.from(
-    `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.input.file"]}\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="0"; filename="bench.mp4"\r\nContent-Type: video/mp4\r\n\r\n`,
-  );
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${token}`,
-        'apollo-require-preflight': 'true',
-        'content-type': `multipart/form-data; boundary=${boundary}`,
-        'content-length': String(head.length + size + tail.length),
-      },
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(Buffer.concat(parts).toString()));
-        } catch (e) {
-          reject(e);
-        }
-      });
-    });
-    req.write(head);
-    const body = createReadStream(file, { highWaterMark: MiB });
-    body.on('error', reject);
-    body.on('end', () => req.end(tail));
-    body.pipe(req, { end: false });
-  });
 }
 
 async function main(): Promise<void> {
@@ -172,7 +126,7 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
       const before = await rssOf(service.proc.pid!);
       const sampler = sampleRss(service.proc.pid!);
       const t0 = performance.now();
-      const json = (await multipartUpload(`${base}/graphql`, token, file, size)) as { data?: { upload: { id: string; fileSize: number; checksum: string } }; errors?: unknown[] };
+      const json = (await multipartUpload(`${base}/graphql`, token, file, size, UPLOAD, { type: 'property', id: 'bench' })) as { data?: { upload: { id: string; fileSize: number; checksum: string } }; errors?: unknown[] };
       const seconds = (performance.now() - t0) / 1000;
       const peak = await sampler.stop();
       if (!json.data) throw new Error(`upload failed: ${JSON.stringify(json.errors)}`);

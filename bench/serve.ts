@@ -1,0 +1,116 @@
+// Encrypted-serving benchmark (SPEC 14): GET /media/{id}/content of the same
+// content stored encrypted (a SENSITIVE entity) and unencrypted (STANDARD), side
+// by side in one run, alternating, medians; every response's SHA-256 is checked.
+//
+//   npm run bench:serve [-- --size 100 --runs 5 --drivers local,s3]
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { mintToken } from '../src/auth/tokens.js';
+import { freePort, median, MiB, mp4File, multipartUpload, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
+
+const { values } = parseArgs({
+  options: { size: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' }, drivers: { type: 'string', default: 'local,s3' } },
+});
+const size = Number(values.size) * MiB;
+const runs = Number(values.runs);
+const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';
+const UPLOAD = `mutation($input: UploadInput!) { upload(input: $input) { id encrypted fileSize checksum } }`;
+
+interface Row {
+  driver: string;
+  plainMBps: number;
+  encryptedMBps: number;
+  ratio: number;
+}
+
+async function download(url: string, token: string, expected: string): Promise<number> {
+  const t0 = performance.now();
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`GET ${url}: ${res.status}`);
+  const h = createHash('sha256');
+  let n = 0;
+  for await (const c of res.body!) {
+    h.update(c);
+    n += c.length;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  if (h.digest('hex') !== expected || n !== size) throw new Error(`${url} returned ${n} bytes with another checksum`);
+  return seconds;
+}
+
+async function benchDriver(driver: 'local' | 's3', work: string, file: string, sha: string): Promise<Row> {
+  const policy = path.join(work, 'policy.json');
+  await writeFile(
+    policy,
+    JSON.stringify({
+      plain: { securityLevel: 'STANDARD', allowed: ['video'] },
+      vault: { securityLevel: 'SENSITIVE', allowed: ['video'] },
+    }),
+  );
+  const env: Record<string, string> = {
+    PORT: String(await freePort()),
+    HOST: '127.0.0.1',
+    DATA_DIR: path.join(work, `data-${driver}`),
+    JWT_SECRET,
+    LOG_LEVEL: 'warn',
+    SWEEP_INTERVAL_SECONDS: '0',
+    MEDIA_POLICY_FILE: policy,
+    MEDIA_KIND_LIMITS_MB: `VIDEO=${Math.ceil(size / MiB) + 1}`,
+  };
+  let s3: { endpoint: string; child: Child } | undefined;
+  if (driver === 's3') {
+    s3 = await startS3rverProcess(path.join(work, 's3rver'), 'bench');
+    Object.assign(env, { S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' });
+  }
+  const service = startChild(['--import', 'tsx', 'src/main.ts'], env, 'service');
+  const base = `http://127.0.0.1:${env['PORT']}`;
+  try {
+    await waitFor(`${base}/readyz`, 120_000);
+    const token = await mintToken(JWT_SECRET, { tenant: 'bench', expiresIn: '2h' });
+    const ids: Record<string, string> = {};
+    for (const type of ['plain', 'vault']) {
+      const r = (await multipartUpload(`${base}/graphql`, token, file, size, UPLOAD, { type, id: 'bench' })) as {
+        data?: { upload: { id: string; encrypted: boolean; checksum: string } };
+        errors?: unknown;
+      };
+      if (!r.data || r.data.upload.checksum !== sha || r.data.upload.encrypted !== (type === 'vault')) throw new Error(`upload ${type}: ${JSON.stringify(r)}`);
+      ids[type] = r.data.upload.id;
+    }
+    const plain: number[] = [];
+    const encrypted: number[] = [];
+    await download(`${base}/media/${ids['plain']}/content`, token, sha); // warm-up
+    await download(`${base}/media/${ids['vault']}/content`, token, sha);
+    for (let i = 0; i < runs; i++) {
+      plain.push(await download(`${base}/media/${ids['plain']}/content`, token, sha));
+      encrypted.push(await download(`${base}/media/${ids['vault']}/content`, token, sha));
+    }
+    const plainMBps = size / 1e6 / median(plain);
+    const encryptedMBps = size / 1e6 / median(encrypted);
+    const row = { driver, plainMBps, encryptedMBps, ratio: encryptedMBps / plainMBps };
+    console.log(JSON.stringify(row));
+    return row;
+  } finally {
+    await service.stop();
+    await s3?.child.stop();
+  }
+}
+
+const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-serve-'));
+try {
+  const file = await mp4File(work, size);
+  const sha = await sha256File(file);
+  const rows: Row[] = [];
+  for (const d of values.drivers!.split(',') as ('local' | 's3')[]) rows.push(await benchDriver(d, work, file, sha));
+  console.log(`\nServing ${size / MiB} MiB: encrypted (decrypt + verify) vs unencrypted, medians of ${runs} runs, alternating`);
+  console.log('driver | unencrypted MB/s | encrypted MB/s | ratio | target ≥ 0.70');
+  console.log('-------|------------------|----------------|-------|--------------');
+  for (const r of rows) {
+    console.log(`${r.driver.padEnd(6)} | ${r.plainMBps.toFixed(0).padStart(16)} | ${r.encryptedMBps.toFixed(0).padStart(14)} | ${r.ratio.toFixed(2).padStart(5)} | ${r.ratio >= 0.7 ? 'ok' : 'MISS'}`);
+  }
+  console.log(JSON.stringify({ bench: 'serve', runs, sizeMiB: size / MiB, rows }));
+} finally {
+  await rm(work, { recursive: true, force: true });
+}
