@@ -1,8 +1,15 @@
+import { createRequire } from 'node:module';
 import { defineConfig } from 'vitest/config';
+
+// Node loads graphql's CommonJS build (it has no "exports" map), and so do Apollo
+// and type-graphql; vite would hand our own files the ESM build ("module" field),
+// giving two graphql-js copies in tests that production never has.
+const graphqlCjs = createRequire(import.meta.url).resolve('graphql');
 
 // Unit tests once; the integration suite twice, once per storage driver
 // (local disk, and S3 on the s3rver that the global setup starts on loopback).
 export default defineConfig({
+  resolve: { alias: [{ find: /^graphql$/, replacement: graphqlCjs }] },
   test: {
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
