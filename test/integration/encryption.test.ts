@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import sharp from 'sharp';
 import { AssignRoleDocument, MediaDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
@@ -39,6 +41,18 @@ beforeAll(async () => {
 afterAll(() => app?.close());
 
 describe(`encryption at rest (${STORAGE_DRIVER})`, () => {
+  it('falls back to application-side encryption where the store does not enforce SSE-C, and says so once', () => {
+    // s3rver accepts SSE-C headers and ignores them: the start-up probe must catch that.
+    expect(app.services.crypto.mode).toBe('app');
+    const notes = app.logs.filter((l) => String(l['msg']).startsWith(STORAGE_DRIVER === 's3' ? 'the S3 store does not enforce SSE-C' : 'encryption at rest'));
+    expect(notes).toHaveLength(1);
+    // The embedded default generated the ring under DATA_DIR; key ids are logged, key material never.
+    const [kid, material] = readFileSync(path.join(app.dataDir, 'secrets', 'media-keys'), 'utf8').trim().split(':');
+    expect(kid).toBe(app.services.crypto.ring.active.kid);
+    expect(JSON.stringify(app.logs)).toContain(kid);
+    expect(JSON.stringify(app.logs)).not.toContain(material!.slice(0, 16));
+  });
+
   it('stores a CRITICAL lease PDF encrypted (no plaintext in storage) and serves it decrypted, byte-identical', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
