@@ -1,0 +1,42 @@
+import path from 'node:path';
+import type { Config } from '../config.js';
+import { loadConfig } from '../config.js';
+import { createLogger, type Logger } from '../logger.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.js';
+import { migrate } from '../db/migrate.js';
+import { createDatabase, type Database } from '../db/prisma.js';
+import { createStorage, type Storage } from '../storage/index.js';
+
+export interface CliContext {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  storage: Storage;
+}
+
+/**
+ * What the maintenance commands share: configuration, the database (the embedded
+ * one when DATABASE_URL is unset, which needs the service stopped), migrations,
+ * storage; everything closed afterwards.
+ */
+export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  let embedded: EmbeddedDatabase | undefined;
+  let url = config.databaseUrl;
+  if (!url) {
+    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', logger });
+    url = embedded.url;
+  }
+  try {
+    await migrate(url);
+    const db = createDatabase({ url, poolSize: 2 });
+    try {
+      return await work({ config, logger, db, storage: createStorage(config) });
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await embedded?.stop();
+  }
+}
