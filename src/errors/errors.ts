@@ -9,6 +9,9 @@ export const errors = {
     new AppError(ErrorCode.UNAUTHENTICATED, message),
   forbidden: (scope: string) =>
     new AppError(ErrorCode.FORBIDDEN, `Missing scope "${scope}"`, { extensions: { scope } }),
+  /** None of several scopes that would each allow the operation. */
+  forbiddenAny: (scopes: readonly string[]) =>
+    new AppError(ErrorCode.FORBIDDEN, `Missing scope ${scopes.map((s) => `"${s}"`).join(' or ')}`, { extensions: { scope: scopes[0], scopes } }),
   forbiddenMessage: (message: string) => new AppError(ErrorCode.FORBIDDEN, message),
   notFound: (what: string, id: string) => new AppError(ErrorCode.NOT_FOUND, `${what} ${id} not found`),
   mediaNotFound: (id: string) => new AppError(ErrorCode.NOT_FOUND, `Media ${id} not found`),

@@ -109,7 +109,7 @@ export class AssetService {
         ? await this.deps.prisma.$transaction(async (tx) => {
             await tx.$executeRaw`SELECT set_config('statement_timeout', ${String(REGEX_STATEMENT_TIMEOUT_MS)}, true)`;
             return assetRepository.page(tx, statements);
-          })
+          }, { maxWait: 10_000, timeout: REGEX_STATEMENT_TIMEOUT_MS * 3 })
         : await assetRepository.page(this.deps.prisma, statements);
     } catch (e) {
       throw await this.queryFailure(e, regexes.map((t) => ({ text: t.text, pattern: (t.expression as { pattern: string }).pattern })));
@@ -283,12 +283,15 @@ export class AssetService {
   private async storeUpload(tenant: string, id: string, version: number, file: Upload, filename: string | undefined): Promise<StoredBlob> {
     const folder = assetKeys.revision(tenant, id, revision(version));
     const storageKey = `${folder}original`;
-    const received = await receiveUpload(this.deps.storage, storageKey, file, {
+    const { storage } = this.deps;
+    const received = await receiveUpload(file, {
       limit: ASSET_MAX_BYTES,
       accept: (mime) => {
         if (!SUPPORTED_TYPES.has(mime)) throw errors.unsupportedType(`Content of type ${mime} is not supported`);
         return ASSET_MAX_BYTES;
       },
+      write: (body, contentType) => storage.put(storageKey, body, { contentType }),
+      remove: () => storage.delete(storageKey),
     });
     return this.withVariants(folder, {
       storageKey,

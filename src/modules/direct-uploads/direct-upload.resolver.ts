@@ -1,6 +1,7 @@
 import { Arg, Ctx, Mutation, Resolver } from 'type-graphql';
 import type { Context } from '../../graphql/context.js';
 import { requireUser } from '../../graphql/context.js';
+import { errors } from '../../errors/index.js';
 import { MediaRole } from '../../graphql/enums.js';
 import { EntityInput } from '../entities/entity.type.js';
 import type { MediaRecord } from '../media/media.record.js';
@@ -10,9 +11,11 @@ import type { DirectUploadTicket } from './direct-upload.service.js';
 
 @Resolver()
 export class DirectUploadResolver {
-  @Mutation(() => DirectUpload, { description: 'Starts a browser-to-storage upload: PUT the bytes to `url` with `headers`, then call completeDirectUpload. STANDARD content only.' })
+  @Mutation(() => DirectUpload, { description: 'Starts a browser-to-storage upload: PUT the bytes to `url` with `headers`, then call completeDirectUpload (or createAsset with the signedId). STANDARD content only. Needs media:create or asset:manage.' })
   createDirectUpload(@Arg('input', () => DirectUploadInput) input: DirectUploadInput, @Ctx() ctx: Context): Promise<DirectUploadTicket> {
-    const user = requireUser(ctx, 'media:create');
+    const user = requireUser(ctx);
+    // The ticket becomes a media (completeDirectUpload, media:create) or an asset (createAsset, asset:manage).
+    if (!user.scopes.has('media:create') && !user.scopes.has('asset:manage')) throw errors.forbiddenAny(['media:create', 'asset:manage']);
     return ctx.services.directUploads.create(user.tenant, input);
   }
 

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import type { Readable } from 'node:stream';
-import type { FormatEnum, Metadata, OutputInfo } from 'sharp';
+import type { Metadata, OutputInfo } from 'sharp';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
 import { errors } from '../../errors/index.js';

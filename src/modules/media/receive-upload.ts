@@ -1,21 +1,26 @@
 import type { Readable } from 'node:stream';
 import type { FileUpload } from 'graphql-upload-minimal';
 import { AppError, errors, isAppError } from '../../errors/index.js';
-import type { Storage } from '../../storage/index.js';
 import { normaliseMime } from '../policy/media-types.js';
 import { InspectStream, type InspectResult } from './inspect-stream.js';
 import { sanitiseFileName } from './upload.service.js';
 
-export interface ReceivedUpload extends InspectResult {
+export interface ReceivedUpload<T> extends InspectResult {
   /** The client's file name, sanitised. */
   fileName: string;
+  /** What `write` returned. */
+  written: T;
 }
 
-export interface ReceiveOptions {
+export interface ReceiveOptions<T> {
   /** The size limit reported when the multipart parser cut the file off. */
   limit: number;
   /** Called with the type detected from the content; returns the size limit or throws (unsupported). */
   accept(mime: string): number;
+  /** Writes the checked bytes (storage.put, or an encrypting writer); the object must exist only if it resolves. */
+  write(body: Readable, declaredType: string): Promise<T>;
+  /** Removes whatever `write` may have left when the upload is refused; should not throw. */
+  remove(): Promise<void>;
 }
 
 /** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
@@ -24,16 +29,14 @@ function isUploadLimitError(e: unknown): boolean {
 }
 
 /**
- * Streams one multipart file into storage under `key`, plaintext, with the
- * upload pipeline's checks: the type is detected from the bytes (never the name
- * or declared type; a declared type that differs is refused), the size is counted
- * against the limit while streaming, the SHA-256 computed on the way. On any
- * failure the object is deleted, the rest of the file drained, and the error is
- * the client's (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, BAD_USER_INPUT) or
- * STORAGE_UNAVAILABLE. (UploadService.store does the same for media, plus
- * encryption.)
+ * Streams one multipart file through the upload pipeline's checks into `write`:
+ * the type is detected from the bytes (never the name or declared type; a declared
+ * type that differs is refused), the size is counted against the limit while
+ * streaming, the SHA-256 computed on the way. On any failure `remove` runs, the
+ * rest of the file is drained, and the error is the client's (PAYLOAD_TOO_LARGE,
+ * UNSUPPORTED_MEDIA_TYPE, BAD_USER_INPUT) or STORAGE_UNAVAILABLE.
  */
-export async function receiveUpload(storage: Storage, key: string, filePromise: Promise<FileUpload> | FileUpload, options: ReceiveOptions): Promise<ReceivedUpload> {
+export async function receiveUpload<T>(filePromise: Promise<FileUpload> | FileUpload, options: ReceiveOptions<T>): Promise<ReceivedUpload<T>> {
   let file: FileUpload;
   try {
     file = await filePromise;
@@ -58,8 +61,8 @@ export async function receiveUpload(storage: Storage, key: string, filePromise: 
       return limit;
     },
   });
-  // The inspector can fail before storage.put listens (it awaits its own setup
-  // first); the error still reaches us through put() and inspectorError().
+  // The inspector can fail before the writer listens (a writer may await its own
+  // setup first); the error still reaches us through write() and inspectorError().
   inspector.on('error', () => undefined);
   let cut = false;
   // graphql-upload-minimal ends a stream that passed its cut-off as if it were complete (its issue 51).
@@ -70,14 +73,14 @@ export async function receiveUpload(storage: Storage, key: string, filePromise: 
   source.on('error', (e) => inspector.destroy(isUploadLimitError(e) ? errors.tooLarge(options.limit) : e));
   source.pipe(inspector);
   try {
-    await storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' });
+    const written = await options.write(inspector, declared ?? 'application/octet-stream');
     if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(options.limit);
-    return { fileName, ...inspector.result() };
+    return { fileName, written, ...inspector.result() };
   } catch (e) {
     source.unpipe(inspector);
     source.on('error', () => undefined);
     source.resume();
-    await storage.delete(key).catch(() => undefined);
+    await options.remove().catch(() => undefined);
     throw isAppError(e) ? e : (inspectorError(inspector) ?? errors.storageUnavailable(e));
   }
 }

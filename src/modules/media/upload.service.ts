@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import type { FileUpload } from 'graphql-upload-minimal';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { MediaRole, SecurityLevel } from '../../generated/prisma/enums.js';
-import { AppError, errors, isAppError } from '../../errors/index.js';
+import { errors, isAppError } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
-import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
+import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
 import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
 import { processImage, processImageWith } from './images.js';
+import { receiveUpload } from './receive-upload.js';
 import type { ContentCrypto } from '../../crypto/content-crypto.js';
-import { InspectStream } from './inspect-stream.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
 import { normaliseTags } from './tags.js';
@@ -53,11 +52,6 @@ export interface Stored {
   variants: MediaRecord['variants'];
   /** Ring key id when the content is stored encrypted. */
   encryptionKeyId: string | null;
-}
-
-/** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
-function isUploadLimitError(e: unknown): boolean {
-  return !!e && typeof e === 'object' && (e as { status?: number }).status === 413;
 }
 
 /**
@@ -163,87 +157,48 @@ export class UploadService {
    * encrypt while writing; then image facts and variants (encrypted alike).
    */
   async store(tenant: string, plan: Plan, filePromise: Promise<FileUpload> | FileUpload): Promise<Stored> {
-    let file: FileUpload;
-    try {
-      file = await filePromise;
-    } catch (e) {
-      throw isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : errors.badInput('file', 'The file part of the request is missing or broken');
-    }
-    const fileName = sanitiseFileName(file.filename);
-    const declared = normaliseMime(file.mimetype);
-    let source: Readable;
-    try {
-      source = file.createReadStream();
-    } catch (e) {
-      throw isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : errors.badInput('file', 'The file could not be read');
-    }
-    const inspector = new InspectStream({
-      fileName,
-      accept: (mime) => {
-        const limit = this.deps.policies.limitFor(plan.policy, mime);
-        if (declared && declared !== 'application/octet-stream' && declared !== mime) {
-          throw errors.unsupportedType(`Declared type ${declared} does not match the content, which is ${mime}`);
-        }
-        return limit;
-      },
-    });
-    // The inspector can fail (unsupported type, empty file) before storage.put has
-    // attached its own listeners (it awaits setup first); without this listener
-    // that 'error' would be an uncaught exception that kills the process. The
-    // error still reaches the caller through put() and inspectorError() below.
-    inspector.on('error', () => undefined);
-    let cut = false;
-    // graphql-upload-minimal ends a stream that passed its cut-off as if it were
-    // complete (its issue 51); its 'limit' event and `truncated` flag say so.
-    source.on('limit', () => {
-      cut = true;
-      inspector.destroy(errors.tooLarge(plan.policy.maxFileSize));
-    });
-    source.on('error', (e) => inspector.destroy(isUploadLimitError(e) ? errors.tooLarge(plan.policy.maxFileSize) : e));
-    source.pipe(inspector);
-
+    const { storage, crypto } = this.deps;
     const id = randomUUID();
     const key = objectKeys.original(tenant, id);
-    const { storage, crypto } = this.deps;
     const sealed = plan.level !== 'STANDARD';
+    const received = await receiveUpload(filePromise, {
+      limit: plan.policy.maxFileSize,
+      accept: (mime) => this.deps.policies.limitFor(plan.policy, mime),
+      write: async (body, declaredType) =>
+        sealed ? (await crypto.seal(storage, key, body)).kid : (await storage.put(key, body, { contentType: declaredType }), null),
+      remove: () => this.removeObjects(tenant, [id]),
+    });
+    const kid = received.written;
     try {
-      const kid = sealed
-        ? (await crypto.seal(storage, key, inspector)).kid
-        : (await storage.put(key, inspector, { contentType: declared ?? 'application/octet-stream' }), null);
-      if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(plan.policy.maxFileSize);
-      const facts = inspector.result();
-      const kind = SUPPORTED_TYPES.get(facts.mime)!.kind;
+      const kind = SUPPORTED_TYPES.get(received.mime)!.kind;
       const image =
         kind !== 'IMAGE'
           ? undefined
           : kid
             ? await processImageWith(
                 {
-                  readOriginal: () => crypto.open(storage, { key, kid, plainSize: facts.size }),
+                  readOriginal: () => crypto.open(storage, { key, kid, plainSize: received.size }),
                   writeVariant: async (name, body) => ({ size: (await crypto.seal(storage, objectKeys.variant(tenant, id, name), body)).plainSize }),
                 },
-                facts.mime,
+                received.mime,
               )
-            : await processImage(storage, tenant, id, facts.mime);
+            : await processImage(storage, tenant, id, received.mime);
       return {
         encryptionKeyId: kid,
         id,
         plan,
-        fileName,
-        mime: facts.mime,
-        size: facts.size,
-        checksum: facts.checksum,
-        pageCount: facts.pageCount,
+        fileName: received.fileName,
+        mime: received.mime,
+        size: received.size,
+        checksum: received.checksum,
+        pageCount: received.pageCount,
         width: image?.width,
         height: image?.height,
         variants: image?.variants ?? [],
       };
     } catch (e) {
-      source.unpipe(inspector);
-      source.on('error', () => undefined);
-      source.resume();
       await this.removeObjects(tenant, [id]);
-      throw isAppError(e) ? e : (inspectorError(inspector) ?? errors.storageUnavailable(e));
+      throw isAppError(e) ? e : errors.storageUnavailable(e);
     }
   }
 
@@ -293,11 +248,6 @@ export class UploadService {
       ),
     );
   }
-}
-
-function inspectorError(s: InspectStream): AppError | undefined {
-  const e = (s as unknown as { errored?: unknown }).errored;
-  return isAppError(e) ? e : undefined;
 }
 
 /** Keeps the client's name for display and Content-Disposition, without path parts or control characters. */
