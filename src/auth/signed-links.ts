@@ -19,7 +19,9 @@ export class LinkSigner {
 
   /** The tenant the link was made for, or null when it is forged, altered or expired. */
   verify(token: string, pathname: string, now = Date.now()): string | null {
-    const [tenant, expRaw, mac] = token.split('.');
+    const parts = token.split('.');
+    if (parts.length !== 3) return null;
+    const [tenant, expRaw, mac] = parts;
     if (!tenant || !expRaw || !mac || !/^\d+$/.test(expRaw)) return null;
     const exp = Number(expRaw);
     if (exp * 1000 < now) return null;

@@ -271,3 +271,16 @@ describe('InspectStream: detection', () => {
     expect(() => s.result()).toThrow();
   });
 });
+
+describe('InspectStream: PDF page marker at the very end', () => {
+  it('counts a page marker that ends the file (no byte follows it)', async () => {
+    const bytes = Buffer.concat([pdfBytes(1), Buffer.from('<< /Type /Page')]);
+    const whole = await inspect([bytes]);
+    expect(whole.result.pageCount).toBe(2);
+    const split = await inspect([bytes.subarray(0, bytes.length - 3), bytes.subarray(bytes.length - 3)]);
+    expect(split.result.pageCount).toBe(2);
+    // "/Pages" at the end is not a page.
+    const pages = await inspect([Buffer.concat([pdfBytes(1), Buffer.from('<< /Type /Pages')])]);
+    expect(pages.result.pageCount).toBe(1);
+  });
+});

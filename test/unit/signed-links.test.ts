@@ -48,4 +48,9 @@ describe('LinkSigner', () => {
     const other = new LinkSigner(randomBytes(32));
     expect(signer.verify(other.sign('acme', PATH, 60, NOW), PATH, NOW)).toBeNull();
   });
+
+  it('refuses a valid link with extra dot-separated segments appended', () => {
+    const token = signer.sign('acme', PATH, 60, NOW);
+    expect(signer.verify(`${token}.extra`, PATH, NOW)).toBeNull();
+  });
 });

@@ -80,9 +80,20 @@ export class InspectStream extends Transform {
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.mime !== undefined) return done();
+    if (this.mime !== undefined) {
+      this.countLastPage();
+      return done();
+    }
     if (this.headLength === 0) return done(errors.badInput('file', 'File is empty'));
-    this.detect().then(() => done(), done);
+    this.detect().then(() => {
+      this.countLastPage();
+      done();
+    }, done);
+  }
+
+  /** A page marker in the very last bytes was held back for its next byte; at the end there is none. */
+  private countLastPage(): void {
+    if (this.mime === 'application/pdf' && /\/Type\s*\/Page$/.test(this.pdfTail)) this.pages++;
   }
 
   private async detect(): Promise<void> {
