@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { OffThreadSha256 } from '../../crypto/off-thread-hash.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { errors } from '../../errors/index.js';
@@ -49,7 +49,8 @@ export class InspectStream extends Transform {
   private headLength = 0;
   private limit = 0;
   private size = 0;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash = new OffThreadSha256();
+  private checksum: string | undefined;
   private mime: string | undefined;
   private pages = 0;
   private pdfTail = '';
@@ -59,11 +60,11 @@ export class InspectStream extends Transform {
   }
 
   result(): InspectResult {
-    if (this.mime === undefined) throw new Error('InspectStream read before end');
+    if (this.mime === undefined || this.checksum === undefined) throw new Error('InspectStream read before end');
     return {
       mime: this.mime,
       size: this.size,
-      checksum: this.hash.digest('hex'),
+      checksum: this.checksum!,
       pageCount: this.mime === 'application/pdf' ? this.pages || undefined : undefined,
     };
   }
@@ -76,19 +77,26 @@ export class InspectStream extends Transform {
       this.detect().then(() => done(), done);
       return;
     }
-    done(this.forward(chunk));
+    const err = this.forward(chunk);
+    if (err) return done(err);
+    const wait = this.hash.update(chunk);
+    if (wait) wait.then(() => done(), done);
+    else done();
   }
 
   override _flush(done: TransformCallback): void {
-    if (this.mime !== undefined) {
-      this.countLastPage();
-      return done();
-    }
-    if (this.headLength === 0) return done(errors.badInput('file', 'File is empty'));
-    this.detect().then(() => {
-      this.countLastPage();
-      done();
-    }, done);
+    if (this.mime === undefined && this.headLength === 0) return done(errors.badInput('file', 'File is empty'));
+    (this.mime === undefined ? this.detect() : Promise.resolve())
+      .then(async () => {
+        this.countLastPage();
+        this.checksum = await this.hash.digest();
+      })
+      .then(() => done(), done);
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    if (this.checksum === undefined) this.hash.abort();
+    cb(err);
   }
 
   /** A page marker in the very last bytes was held back for its next byte; at the end there is none. */
@@ -107,13 +115,13 @@ export class InspectStream extends Transform {
     this.mime = mime;
     const err = this.forward(head);
     if (err) throw err;
+    await this.hash.update(head);
   }
 
   /** Counts, checks, hashes and pushes one chunk; returns the error that ends the stream, if any. */
   private forward(chunk: Buffer): Error | null {
     this.size += chunk.length;
     if (this.size > this.limit) return errors.tooLarge(this.limit);
-    this.hash.update(chunk);
     if (this.mime === 'application/pdf') this.countPages(chunk);
     this.push(chunk);
     return null;

@@ -1,0 +1,58 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { OffThreadSha256 } from '../../src/crypto/off-thread-hash.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function hashInChunks(data: Buffer, sizes: number[]): Promise<string> {
+  const h = new OffThreadSha256();
+  let at = 0;
+  let i = 0;
+  while (at < data.length) {
+    const n = sizes[i++ % sizes.length]!;
+    const wait = h.update(data.subarray(at, at + n));
+    if (wait) await wait;
+    at += n;
+  }
+  return h.digest();
+}
+
+describe('OffThreadSha256', () => {
+  it('equals SHA-256 of the same bytes, whatever the chunking', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 17);
+    for (const sizes of [[1], [7, 65536], [1024 * 1024], [333_333, 1, 2_000_000]]) {
+      const input = sizes[0] === 1 ? data.subarray(0, 5000) : data;
+      expect(await hashInChunks(input, sizes)).toBe(sha(input));
+    }
+  });
+
+  it('hashes the empty input, and many jobs at once without mixing them', async () => {
+    expect(await new OffThreadSha256().digest()).toBe(sha(Buffer.alloc(0)));
+    const inputs = Array.from({ length: 12 }, (_, i) => randomBytes(200_000 + i * 131_071));
+    const digests = await Promise.all(inputs.map((d) => hashInChunks(d, [65536])));
+    expect(digests).toEqual(inputs.map(sha));
+  });
+
+  it('slows a fast producer down (back-pressure) and still gets every byte right', async () => {
+    const data = randomBytes(40 * 1024 * 1024);
+    const h = new OffThreadSha256();
+    let waits = 0;
+    for (let at = 0; at < data.length; at += 1024 * 1024) {
+      const w = h.update(data.subarray(at, at + 1024 * 1024));
+      if (w) {
+        waits++;
+        await w;
+      }
+    }
+    expect(waits).toBeGreaterThan(0);
+    expect(await h.digest()).toBe(sha(data));
+  });
+
+  it('forgets an aborted job; later jobs are unaffected', async () => {
+    const h = new OffThreadSha256();
+    h.update(randomBytes(2 * 1024 * 1024));
+    h.abort();
+    const data = randomBytes(100_000);
+    expect(await hashInChunks(data, [4096])).toBe(sha(data));
+  });
+});
