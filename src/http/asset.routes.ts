@@ -4,12 +4,11 @@ import { errors } from '../errors/index.js';
 import type { Services } from '../services.js';
 import type { AssetRecord } from '../modules/assets/asset.record.js';
 import { publicUrlOf } from '../modules/assets/asset.record.js';
-import { SUPPORTED_TYPES } from '../modules/policy/media-types.js';
+import { INLINE_KINDS, SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { serveContent, variantFileName, type Servable } from './content.routes.js';
 import { route } from './respond.js';
 
 const TENANT_RE = /^[a-z][a-z0-9]{2,15}$/;
-const INLINE_KINDS = new Set(['IMAGE', 'VIDEO', 'AUDIO']);
 /** PUBLIC blobs: 30 days (SPEC 11); a replaced file gets a new URL (?v={version}). */
 const PUBLIC_CACHE = 'public, max-age=2592000';
 const PRIVATE_CACHE = 'private, no-store';

@@ -1,4 +1,5 @@
 import { Router, type Request, type Response } from 'express';
+import { INLINE_KINDS } from '../modules/policy/media-types.js';
 import { create as contentDisposition } from 'content-disposition';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -10,7 +11,6 @@ import { objectKeys, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 
-const INLINE_KINDS = new Set(['IMAGE', 'VIDEO', 'AUDIO']);
 
 /** One stored object to send: where it is and the headers that describe it. */
 export interface Servable {

@@ -1,4 +1,5 @@
 import { create as contentDisposition } from 'content-disposition';
+import { INLINE_KINDS } from '../policy/media-types.js';
 import type { Services } from '../../services.js';
 import type { MediaRecord, VariantRecord } from './media.record.js';
 import { objectKeys } from '../../storage/index.js';
@@ -6,7 +7,6 @@ import { objectKeys } from '../../storage/index.js';
 export const contentPath = (id: string) => `/media/${id}/content`;
 export const variantPath = (id: string, name: string) => `/media/${id}/variants/${name}`;
 
-const INLINE_KINDS = new Set(['IMAGE', 'VIDEO', 'AUDIO']);
 
 export function dispositionOf(media: Pick<MediaRecord, 'kind' | 'fileName'>, fileName = media.fileName): string {
   return contentDisposition(fileName, { type: INLINE_KINDS.has(media.kind) ? 'inline' : 'attachment' });

@@ -32,6 +32,9 @@ export const SUPPORTED_TYPES: ReadonlyMap<string, SupportedType> = new Map(
   ).map(([mime, kind, mb, ext]) => [mime, { mime, kind, maxSize: mb * MiB, ext }]),
 );
 
+/** Kinds a browser may show in place (Content-Disposition: inline); everything else downloads as an attachment. */
+export const INLINE_KINDS: ReadonlySet<string> = new Set(['IMAGE', 'VIDEO', 'AUDIO']);
+
 /** Names usable in a policy file for groups of types. */
 export const TYPE_GROUPS: Readonly<Record<string, readonly string[]>> = {
   images: ['image/jpeg', 'image/png', 'image/gif', 'image/webp'],
