@@ -1,9 +1,9 @@
 // Shared pieces of the benchmarks: child processes for the service and s3rver,
 // RSS sampling, test files, medians.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import http from 'node:http';
@@ -16,6 +16,16 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * Flushes dirty pages to disk before a timed run, so that no run pays for the
+ * writeback of the one before it. Without it, a 1 GiB local write measured
+ * anywhere from 330 to 960 MB/s depending on what the previous run left behind.
+ */
+export async function settle(): Promise<void> {
+  spawnSync('sync');
+  await new Promise((r) => setTimeout(r, 100));
 }
 
 export async function sha256File(file: string): Promise<string> {
@@ -94,6 +104,22 @@ export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** CPU seconds (user + system) of a process's threads so far, by thread name (Linux). */
+export async function cpuOf(pid: number): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const tick = 100; // USER_HZ
+  for (const tid of await readdir(`/proc/${pid}/task`).catch(() => [] as string[])) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    const m = /^\d+ \((.*)\) (.*)$/s.exec(stat);
+    if (!m) continue;
+    const fields = m[2]!.split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / tick;
+    const name = tid === String(pid) ? 'main' : 'other threads';
+    out.set(name, (out.get(name) ?? 0) + seconds);
+  }
+  return out;
 }
 
 /** Samples RSS every `ms` until stopped; returns the peak. */

@@ -3,7 +3,7 @@
 // alternating, medians of N runs; plus the service's resident-memory growth during
 // the largest upload. Stored size and SHA-256 are checked after every run.
 //
-//   npm run bench:upload [-- --sizes 10,100,1024 --runs 3 --drivers local,s3]
+//   npm run bench:upload [-- --sizes 10,100,1024 --runs 3 --drivers local,s3 --profile DIR]
 //
 // The service runs as a child process (`src/main.ts`, embedded PostgreSQL), as do
 // s3rver and the measurements' client (this process).
@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { mintToken } from '../src/auth/tokens.js';
-import { freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
+import { cpuOf, freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, settle, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +26,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '3' },
     drivers: { type: 'string', default: 'local,s3' },
     dir: { type: 'string' },
+    // Writes a V8 CPU profile of the service (and its hash worker) into this folder when it stops.
+    profile: { type: 'string' },
   },
 });
 const sizes = values.sizes!.split(',').map((s) => Number(s) * MiB);
@@ -46,6 +48,8 @@ interface Row {
   directMBps: number;
   ratio: number;
   rssGrowthMiB?: number;
+  /** The service's CPU seconds per GiB uploaded (user + system), by thread: where the time goes. */
+  serviceCpuPerGiB?: Record<string, number>;
 }
 
 async function hashStream(s: Readable): Promise<{ sha: string; size: number }> {
@@ -109,7 +113,8 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
       AWS_REGION: 'us-east-1',
     });
   }
-  const service = startChild(['--import', 'tsx', 'src/main.ts'], env, 'service');
+  const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
+  const service = startChild([...profile, '--import', 'tsx', 'src/main.ts'], env, 'service');
   const base = `http://127.0.0.1:${env['PORT']}`;
   const client = s3
     ? new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3_CREDS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' })
@@ -122,13 +127,17 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
       return (await r.json()) as { data?: Record<string, unknown>; errors?: unknown[] };
     };
 
-    const apiUpload = async (file: string, sha: string, size: number): Promise<{ seconds: number; rssGrowth: number }> => {
+    const apiUpload = async (file: string, sha: string, size: number): Promise<{ seconds: number; rssGrowth: number; cpu: Map<string, number> }> => {
+      await settle();
       const before = await rssOf(service.proc.pid!);
+      const cpuBefore = await cpuOf(service.proc.pid!);
       const sampler = sampleRss(service.proc.pid!);
       const t0 = performance.now();
       const json = (await multipartUpload(`${base}/graphql`, token, file, size, UPLOAD, { type: 'property', id: 'bench' })) as { data?: { upload: { id: string; fileSize: number; checksum: string } }; errors?: unknown[] };
       const seconds = (performance.now() - t0) / 1000;
       const peak = await sampler.stop();
+      const cpu = await cpuOf(service.proc.pid!);
+      for (const [name, seconds] of cpu) cpu.set(name, seconds - (cpuBefore.get(name) ?? 0));
       if (!json.data) throw new Error(`upload failed: ${JSON.stringify(json.errors)}`);
       const m = json.data.upload;
       if (m.fileSize !== size || m.checksum !== sha) throw new Error(`API reported ${m.fileSize} bytes / ${m.checksum}`);
@@ -139,11 +148,12 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
         : await hashStream(createReadStream(path.join(dataDir, 'blobs', key)));
       if (stored.size !== size || stored.sha !== sha) throw new Error(`stored object differs: ${stored.size} bytes / ${stored.sha}`);
       await gql(DELETE, { id: m.id });
-      return { seconds, rssGrowth: peak - before };
+      return { seconds, rssGrowth: peak - before, cpu };
     };
 
     const directWrite = async (file: string, sha: string, size: number): Promise<number> => {
       const key = `direct/${Date.now()}`;
+      await settle();
       const t0 = performance.now();
       if (client) {
         await new Upload({ client, params: { Bucket: BUCKET, Key: key, Body: createReadStream(file) }, partSize: 16 * MiB, queueSize: 4 }).done();
@@ -168,15 +178,19 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
       const api: number[] = [];
       const direct: number[] = [];
       let rssGrowth = 0;
+      const cpu = new Map<string, number>();
       for (let i = 0; i < runs; i++) {
         const a = await apiUpload(file, sha, size);
         api.push(a.seconds);
         rssGrowth = Math.max(rssGrowth, a.rssGrowth);
+        for (const [name, seconds] of a.cpu) cpu.set(name, (cpu.get(name) ?? 0) + seconds / runs / (size / (1024 * MiB)));
         direct.push(await directWrite(file, sha, size));
       }
       const apiMBps = size / 1e6 / median(api);
       const directMBps = size / 1e6 / median(direct);
-      const row: Row = { driver, sizeMiB: size / MiB, apiMBps, directMBps, ratio: apiMBps / directMBps, rssGrowthMiB: rssGrowth / MiB };
+      const row: Row = { driver, sizeMiB: size / MiB, apiMBps, directMBps, ratio: apiMBps / directMBps, rssGrowthMiB: rssGrowth / MiB,
+        serviceCpuPerGiB: Object.fromEntries([...cpu].filter(([, v]) => v >= 0.01).map(([k, v]) => [k, Math.round(v * 100) / 100])),
+      };
       console.log(JSON.stringify(row));
       rows.push(row);
     }
