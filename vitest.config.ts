@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // Node loads graphql's CommonJS build (it has no "exports" map), and so do Apollo
 // and type-graphql; vite would hand our own files the ESM build ("module" field),
@@ -8,6 +8,7 @@ const graphqlCjs = createRequire(import.meta.url).resolve('graphql');
 
 // Unit tests once; the integration suite twice, once per storage driver
 // (local disk, and S3 on the s3rver that the global setup starts on loopback).
+// Files named s3-*.test.ts test the S3 driver itself and run in the S3 pass only.
 export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: graphqlCjs }] },
   test: {
@@ -18,7 +19,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
-      { extends: true, test: { name: 'local', include: ['test/integration/**/*.test.ts'], env: { TEST_STORAGE: 'local' } } },
+      {
+        extends: true,
+        test: { name: 'local', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/s3-*.test.ts'], env: { TEST_STORAGE: 'local' } },
+      },
       { extends: true, test: { name: 's3', include: ['test/integration/**/*.test.ts'], env: { TEST_STORAGE: 's3' } } },
     ],
   },

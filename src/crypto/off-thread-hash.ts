@@ -1,4 +1,5 @@
 import { Worker } from 'node:worker_threads';
+import { KeptBuffers } from '../util/kept-buffers.js';
 
 // SHA-256 of upload streams, computed on a worker thread so that hashing (about
 // 0.8 s of CPU per GiB) is off the event loop that parses the multipart body and
@@ -7,6 +8,9 @@ import { Worker } from 'node:worker_threads';
 // 1 MiB allocation per block cost the event loop more (zero-fill and page faults)
 // than the copy itself. At most IN_FLIGHT bytes wait at the worker before the
 // stream is slowed down (back-pressure), so memory stays bounded.
+//
+// sha256Of hashes one buffer in a single message; a buffer over a
+// SharedArrayBuffer (the S3 driver's part buffers) is read by the worker in place.
 
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
@@ -24,19 +28,17 @@ parentPort.on('message', (m) => {
     parentPort.postMessage({ t: 'd', id: m.id, hex: h.digest('hex') });
   } else if (m.t === 'x') {
     jobs.delete(m.id);
+  } else if (m.t === 's') {
+    const hex = createHash('sha256').update(new Uint8Array(m.b, m.o, m.n)).digest('hex');
+    parentPort.postMessage({ t: 'd', id: m.id, hex });
   }
 });
 `;
 
 const BLOCK = 1 * 1024 * 1024;
 const IN_FLIGHT = 16 * 1024 * 1024;
-/** Blocks kept for reuse once the worker hands them back (16 MiB). */
-const KEEP_FREE = 4;
-const freeBlocks: ArrayBuffer[] = [];
-
-function takeBlock(): Uint8Array {
-  return new Uint8Array(freeBlocks.pop() ?? new ArrayBuffer(BLOCK));
-}
+/** Blocks kept for reuse once the worker hands them back: one upload's worth in flight. */
+const blocks = new KeptBuffers(() => new ArrayBuffer(BLOCK), IN_FLIGHT / BLOCK);
 
 interface Job {
   inFlight: number;
@@ -54,12 +56,9 @@ function getWorker(): Worker {
   w.unref();
   w.on('message', (m: { t: string; id: number; n?: number; b?: ArrayBuffer; hex?: string }) => {
     const job = jobs.get(m.id);
-    if (!job) {
-      if (m.b && freeBlocks.length < KEEP_FREE) freeBlocks.push(m.b);
-      return;
-    }
+    if (m.b) blocks.give(m.b);
+    if (!job) return;
     if (m.t === 'a') {
-      if (freeBlocks.length < KEEP_FREE) freeBlocks.push(m.b!);
       job.inFlight -= m.n!;
       if (job.drained && job.inFlight <= IN_FLIGHT / 2) {
         const d = job.drained;
@@ -110,7 +109,7 @@ export class OffThreadSha256 {
   update(chunk: Uint8Array): Promise<void> | undefined {
     let at = 0;
     while (at < chunk.length) {
-      this.block ??= takeBlock();
+      this.block ??= new Uint8Array(blocks.take());
       const n = Math.min(chunk.length - at, BLOCK - this.filled);
       this.block.set(at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n), this.filled);
       this.filled += n;
@@ -136,8 +135,23 @@ export class OffThreadSha256 {
     if (this.done) return;
     this.done = true;
     jobs.delete(this.id);
-    if (this.block && freeBlocks.length < KEEP_FREE) freeBlocks.push(this.block.buffer as ArrayBuffer);
+    if (this.block) blocks.give(this.block.buffer as ArrayBuffer);
     this.block = null;
     this.w.postMessage({ t: 'x', id: this.id });
   }
+}
+
+/** Hex SHA-256 of one buffer, computed on the worker; read in place when the buffer is shared memory. */
+export function sha256Of(data: Uint8Array): Promise<string> {
+  if (!(data.buffer instanceof SharedArrayBuffer)) {
+    const h = new OffThreadSha256();
+    const wait = h.update(data);
+    return wait ? wait.then(() => h.digest()) : h.digest();
+  }
+  const w = getWorker();
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    jobs.set(id, { inFlight: 0, drained: null, digest: { resolve, reject } });
+    w.postMessage({ t: 's', id, b: data.buffer, o: data.byteOffset, n: data.byteLength });
+  });
 }

@@ -9,11 +9,11 @@ import {
   S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
 import { createHash, randomUUID } from 'node:crypto';
+import { PartBuffers, uploadStream } from './s3-multipart.js';
 import type { ByteRange, GetOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
@@ -31,6 +31,11 @@ export interface S3StorageOptions {
   partSize?: number;
   /** Parts uploaded in parallel. */
   queueSize?: number;
+  /**
+   * Sign request payloads (their SHA-256 in the signature). Default: only when the
+   * endpoint is plain http; over https TLS protects the bytes, as the AWS CLI assumes.
+   */
+  signPayload?: boolean;
   credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
@@ -72,14 +77,17 @@ export class S3Storage implements Storage {
   readonly driver = 's3' as const;
   readonly client: S3Client;
   readonly bucket: string;
-  private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly signPayload: boolean;
+  private readonly parts: PartBuffers;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
-    // lib-storage holds up to queueSize parts in memory: 8 MiB × 4 keeps a 1 GiB upload under 96 MB of RSS growth.
-    this.partSize = o.partSize ?? 8 * 1024 * 1024;
+    // Up to queueSize parts in flight plus the one being filled: 8 MiB × (4 + 1) keeps
+    // a 1 GiB upload under 96 MB of RSS growth.
     this.queueSize = o.queueSize ?? 4;
+    this.parts = new PartBuffers(Math.max(o.partSize ?? 8 * 1024 * 1024, 5 * 1024 * 1024), this.queueSize + 1);
+    this.signPayload = o.signPayload ?? (o.endpoint !== undefined && o.endpoint.startsWith('http:'));
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
     this.client = new S3Client({
       region: o.region ?? 'us-east-1',
@@ -94,13 +102,16 @@ export class S3Storage implements Storage {
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
     // A body that already failed (or was destroyed) emits nothing more: piping it would wait forever.
     if (body.errored || body.destroyed) throw body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
+    // The body is read through a pass-through of our own: reading a duplex such as
+    // sharp's output to its end would otherwise destroy it before its writable side
+    // finished (an AbortError), and our own early exit must not destroy the caller's stream.
     const counter = new Counter();
     // Reported through put()'s own rejection; the SDK may not be listening yet.
     counter.on('error', () => undefined);
     body.on('error', (e) => counter.destroy(e));
     body.pipe(counter);
     if (options.size !== undefined) {
-      // Known length: one PutObject streams it with no part buffering (about twice lib-storage's throughput).
+      // Known length: one PutObject streams it, with no part buffering.
       try {
         await this.client.send(
           new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: counter, ContentLength: options.size, ContentType: options.contentType, ...sseParams(options.sseKey) }),
@@ -110,32 +121,25 @@ export class S3Storage implements Storage {
       }
       return { size: counter.bytes };
     }
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: counter, ...(options.contentType ? { ContentType: options.contentType } : {}), ...sseParams(options.sseKey) },
-      partSize: this.partSize,
-      queueSize: this.queueSize,
-      leavePartsOnError: false,
-    });
+    const params = { Bucket: this.bucket, Key: key, ...(options.contentType ? { ContentType: options.contentType } : {}), ...sseParams(options.sseKey) };
+    let size: number;
     try {
-      await upload.done();
+      size = await uploadStream(this.client, params, counter, this.parts, { queueSize: this.queueSize, signPayload: this.signPayload });
     } catch (e) {
-      await upload.abort().catch(() => undefined);
       // The source's own error (limit, type, client gone) is the one that matters.
-      const sourceError = (body as Readable & { errored?: Error | null }).errored ?? (counter as Transform & { errored?: Error | null }).errored;
+      const sourceError = body.errored;
       if (sourceError) {
         await this.delete(key).catch(() => undefined);
         throw sourceError;
       }
       throw mapS3Error(e, key);
     }
-    const failed = (body as Readable & { errored?: Error | null }).errored;
-    if (failed) {
-      // lib-storage may finish an upload from a stream that errored after its last part: never keep it.
+    if (body.errored) {
+      // Never keep an object whose source failed, however late.
       await this.delete(key).catch(() => undefined);
-      throw failed;
+      throw body.errored;
     }
-    return { size: counter.bytes };
+    return { size };
   }
 
   async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {

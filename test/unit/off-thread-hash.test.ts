@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { OffThreadSha256 } from '../../src/crypto/off-thread-hash.js';
+import { OffThreadSha256, sha256Of } from '../../src/crypto/off-thread-hash.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -54,5 +54,26 @@ describe('OffThreadSha256', () => {
     h.abort();
     const data = randomBytes(100_000);
     expect(await hashInChunks(data, [4096])).toBe(sha(data));
+  });
+});
+
+describe('sha256Of', () => {
+  it('hashes a buffer over shared memory in place, and any other buffer by copy, offsets respected', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    const shared = Buffer.from(new SharedArrayBuffer(data.length + 100));
+    data.copy(shared, 100);
+    expect(await sha256Of(shared.subarray(100))).toBe(sha(data));
+    expect(await sha256Of(shared.subarray(100, 100 + 4096))).toBe(sha(data.subarray(0, 4096)));
+    expect(await sha256Of(data.subarray(7))).toBe(sha(data.subarray(7)));
+    expect(await sha256Of(Buffer.alloc(0))).toBe(sha(Buffer.alloc(0)));
+  });
+
+  it('answers many at once, each with its own digest', async () => {
+    const inputs = Array.from({ length: 20 }, (_, i) => {
+      const b = Buffer.from(new SharedArrayBuffer(50_000 + i));
+      randomBytes(b.length).copy(b);
+      return b;
+    });
+    expect(await Promise.all(inputs.map(sha256Of))).toEqual(inputs.map(sha));
   });
 });
