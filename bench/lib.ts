@@ -159,7 +159,8 @@ export { freePort };
  * in the way of the measurement.
  */
 export function multipartUpload(url: string, token: string, file: string, size: number, query: string, entity: { type: string; id: string }): Promise<unknown> {
-  const boundary = `----bench${Date.now()}`;
+  // A boundary like a browser's FormData (WebKit: 16 random characters after a fixed prefix).
+  const boundary = `----WebKitFormBoundary${randomBytes(12).toString('base64url').slice(0, 16)}`;
   const operations = JSON.stringify({ query, variables: { input: { file: null, entity } } });
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
