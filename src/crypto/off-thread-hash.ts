@@ -35,7 +35,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-const BLOCK = 1 * 1024 * 1024;
+const BLOCK = 1024 * 1024;
 const IN_FLIGHT = 16 * 1024 * 1024;
 /** Blocks kept for reuse once the worker hands them back: one upload's worth in flight. */
 const blocks = new KeptBuffers(() => new ArrayBuffer(BLOCK), IN_FLIGHT / BLOCK);
