@@ -152,6 +152,7 @@ export class DirectUploadService {
           size: upload.size,
           checksum: upload.checksum,
           pageCount: upload.pageCount,
+          durationSeconds: upload.durationSeconds,
           width: image?.width,
           height: image?.height,
           variants: image?.variants ?? [],

@@ -3,6 +3,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import { errors } from '../../errors/index.js';
 import { normaliseMime } from '../policy/media-types.js';
+import { durationProbeFor, type DurationProbe } from './duration.js';
 
 /** Bytes gathered before sniffing: enough for file-type to look inside ZIP containers (DOCX/XLSX). */
 export const SNIFF_BYTES = 64 * 1024;
@@ -18,6 +19,8 @@ export interface InspectResult {
   checksum: string;
   /** Page count for PDFs, counted while streaming. */
   pageCount: number | undefined;
+  /** Seconds, for audio and video whose headers say (MP4, MP3). */
+  durationSeconds: number | undefined;
 }
 
 export interface InspectOptions {
@@ -54,6 +57,8 @@ export class InspectStream extends Transform {
   private mime: string | undefined;
   private pages = 0;
   private pdfTail = '';
+  private duration: DurationProbe | undefined;
+  private durationSeconds: number | undefined;
 
   constructor(private readonly options: InspectOptions) {
     super();
@@ -66,6 +71,7 @@ export class InspectStream extends Transform {
       size: this.size,
       checksum: this.checksum!,
       pageCount: this.mime === 'application/pdf' ? this.pages || undefined : undefined,
+      durationSeconds: this.durationSeconds,
     };
   }
 
@@ -89,6 +95,7 @@ export class InspectStream extends Transform {
     (this.mime === undefined ? this.detect() : Promise.resolve())
       .then(async () => {
         this.countLastPage();
+        this.durationSeconds = this.duration?.finish(this.size);
         this.checksum = await this.hash.digest();
       })
       .then(() => done(), done);
@@ -113,6 +120,7 @@ export class InspectStream extends Transform {
     if (!mime) throw errors.unsupportedType('Content type could not be recognised from the file content, or is not supported');
     this.limit = this.options.accept(mime);
     this.mime = mime;
+    this.duration = durationProbeFor(mime);
     const err = this.forward(head);
     if (err) throw err;
     await this.hash.update(head);
@@ -123,6 +131,7 @@ export class InspectStream extends Transform {
     this.size += chunk.length;
     if (this.size > this.limit) return errors.tooLarge(this.limit);
     if (this.mime === 'application/pdf') this.countPages(chunk);
+    this.duration?.feed(chunk);
     this.push(chunk);
     return null;
   }

@@ -47,6 +47,7 @@ export interface Stored {
   size: number;
   checksum: string;
   pageCount: number | undefined;
+  durationSeconds: number | undefined;
   width: number | undefined;
   height: number | undefined;
   variants: MediaRecord['variants'];
@@ -192,6 +193,7 @@ export class UploadService {
         size: received.size,
         checksum: received.checksum,
         pageCount: received.pageCount,
+        durationSeconds: received.durationSeconds,
         width: image?.width,
         height: image?.height,
         variants: image?.variants ?? [],
@@ -224,6 +226,7 @@ export class UploadService {
             width: s.width ?? null,
             height: s.height ?? null,
             pageCount: s.pageCount ?? null,
+            durationSeconds: s.durationSeconds ?? null,
             variants: s.variants as unknown as object,
             createdBy,
           },
