@@ -49,7 +49,8 @@ export interface RoleRecord {
 export interface Connection<T> {
   nodes: T[];
   pageInfo: { endCursor: string | null; hasNextPage: boolean };
-  totalCount: number;
+  /** A number, or a promise of it that is only made when the field is read (see toConnection). */
+  readonly totalCount: number | Promise<number>;
 }
 
 /** Raw row of `SELECT m.* FROM media m`. */

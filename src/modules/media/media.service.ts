@@ -24,7 +24,19 @@ export function toConnection(page: EntityPage, first: number): Connection<MediaR
   const hasNextPage = page.rows.length > first;
   const nodes = hasNextPage ? page.rows.slice(0, first) : page.rows;
   const last = nodes[nodes.length - 1];
-  return { nodes, totalCount: page.total, pageInfo: { hasNextPage, endCursor: last ? encodeCursor(last) : null } };
+  const pageInfo = { hasNextPage, endCursor: last ? encodeCursor(last) : null };
+  const { total } = page;
+  if (typeof total === 'number') return { nodes, totalCount: total, pageInfo };
+  // A getter: GraphQL reads the field only when the query selects it, so the count
+  // runs only then, once.
+  let counted: Promise<number> | undefined;
+  return {
+    nodes,
+    pageInfo,
+    get totalCount() {
+      return (counted ??= total());
+    },
+  };
 }
 
 /** Media reads and the writes that do not take a file: tags, attachments, deletion. */
