@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { graphqlUploadExpress, Upload } from 'graphql-upload-minimal';
@@ -157,6 +157,9 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   });
 
   const app = express();
+  // No automatic ETags (a SHA-1 of every response body): GraphQL answers are POST
+  // responses nobody revalidates; the content routes set their own (the checksum).
+  app.set('etag', false);
   app.disable('x-powered-by');
   app.set('trust proxy', false);
   const httpServer = http.createServer(app);
@@ -202,6 +205,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginErrorLog(logger, metrics),
       ApolloServerPluginLandingPageDisabled(),
+      // No @cacheControl hints are used; the default plugin would wrap every field resolver.
+      ApolloServerPluginCacheControlDisabled(),
     ],
   });
   await apollo.start();

@@ -1,6 +1,7 @@
 import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { registerReadPool } from './read.js';
 
 export { PrismaClient };
 export type Db = PrismaClient;
@@ -35,6 +36,7 @@ export function createDatabase(options: { url: string; poolSize: number }): Data
   });
   const adapter = new PrismaPg(pool);
   const prisma = new PrismaClient({ adapter });
+  registerReadPool(prisma, pool);
   return {
     prisma,
     pool,

@@ -1,6 +1,7 @@
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { MediaKind } from '../../generated/prisma/enums.js';
 import { mediaFromRow, type EntityRef, type MediaRecord, type MediaRow, type RoleRecord } from './media.record.js';
+import { readRows } from '../../db/read.js';
 
 type Db = PrismaClient | Prisma.TransactionClient;
 
@@ -31,7 +32,7 @@ export const TAG_SEARCH_WINDOW = 5000;
 interface EntityMediaRow extends MediaRow {
   e_type: string;
   e_id: string;
-  total: bigint | number;
+  total: bigint | number | string;
 }
 
 const ORDER_NEWEST = Prisma.sql`ORDER BY m.created_at DESC, m.id DESC`;
@@ -43,9 +44,9 @@ const ORDER_NEWEST = Prisma.sql`ORDER BY m.created_at DESC, m.id DESC`;
  */
 export const mediaRepository = {
   async byIds(db: Db, tenant: string, ids: readonly string[]): Promise<MediaRecord[]> {
-    const rows = await db.$queryRaw<MediaRow[]>`
+    const rows = await readRows<MediaRow[]>(db, Prisma.sql`
       SELECT m.* FROM media m
-      WHERE m.tenant_id = ${tenant} AND m.id = ANY(${ids as string[]}::uuid[]) AND m.deleted_at IS NULL`;
+      WHERE m.tenant_id = ${tenant} AND m.id = ANY(${ids as string[]}::uuid[]) AND m.deleted_at IS NULL`);
     return rows.map(mediaFromRow);
   },
 
@@ -61,7 +62,7 @@ export const mediaRepository = {
     const cursor = args.after
       ? Prisma.sql`WHERE (x.created_at, x.id) < (${args.after.createdAt}::timestamptz, ${args.after.id}::uuid)`
       : Prisma.empty;
-    const rows = await db.$queryRaw<EntityMediaRow[]>`
+    const rows = await readRows<EntityMediaRow[]>(db, Prisma.sql`
       SELECT * FROM (
         SELECT x.*, row_number() OVER (PARTITION BY x.e_type, x.e_id ORDER BY x.created_at DESC, x.id DESC) AS rn
         FROM (
@@ -72,7 +73,7 @@ export const mediaRepository = {
           JOIN media m ON m.tenant_id = a.tenant_id AND m.id = a.media_id AND m.deleted_at IS NULL ${kind}
         ) x ${cursor}
       ) y WHERE y.rn <= ${args.first + 1}
-      ORDER BY y.e_type, y.e_id, y.created_at DESC, y.id DESC`;
+      ORDER BY y.e_type, y.e_id, y.created_at DESC, y.id DESC`);
     const totals = args.after ? await this.countForEntities(db, tenant, entities, args.kind) : null;
     const out = new Map<string, EntityPage>();
     for (const r of rows) {
@@ -97,12 +98,12 @@ export const mediaRepository = {
   /** Counts per entity; only needed after a cursor, when the page query no longer sees every row. */
   async countForEntities(db: Db, tenant: string, entities: readonly EntityRef[], kind: MediaKind | null): Promise<Map<string, number>> {
     const kindSql = kind ? Prisma.sql`AND m.kind = ${kind}::"MediaKind"` : Prisma.empty;
-    const rows = await db.$queryRaw<{ e_type: string; e_id: string; total: bigint }[]>`
+    const rows = await readRows<{ e_type: string; e_id: string; total: bigint | string }[]>(db, Prisma.sql`
       SELECT a.entity_type AS e_type, a.entity_id AS e_id, count(*) AS total
       FROM unnest(${entities.map((e) => e.type)}::text[], ${entities.map((e) => e.id)}::text[]) AS k(entity_type, entity_id)
       JOIN media_attachment a ON a.tenant_id = ${tenant} AND a.entity_type = k.entity_type AND a.entity_id = k.entity_id
       JOIN media m ON m.tenant_id = a.tenant_id AND m.id = a.media_id AND m.deleted_at IS NULL ${kindSql}
-      GROUP BY a.entity_type, a.entity_id`;
+      GROUP BY a.entity_type, a.entity_id`);
     return new Map(rows.map((r) => [entityKey({ type: r.e_type, id: r.e_id }), Number(r.total)]));
   },
 
@@ -112,12 +113,12 @@ export const mediaRepository = {
    * query (the statement count stays the same whatever order the batches finish in).
    */
   async rolesForEntities(db: Db, tenant: string, entities: readonly EntityRef[]): Promise<{ role: RoleRecord; media: MediaRecord }[]> {
-    const rows = await db.$queryRaw<(MediaRow & { r_role: RoleRecord['role']; r_entity_type: string; r_entity_id: string; r_assigned_at: Date })[]>`
+    const rows = await readRows<(MediaRow & { r_role: RoleRecord['role']; r_entity_type: string; r_entity_id: string; r_assigned_at: Date })[]>(db, Prisma.sql`
       SELECT r.role AS r_role, r.entity_type AS r_entity_type, r.entity_id AS r_entity_id, r.assigned_at AS r_assigned_at, m.*
       FROM unnest(${entities.map((e) => e.type)}::text[], ${entities.map((e) => e.id)}::text[]) AS k(entity_type, entity_id)
       JOIN media_role r ON r.tenant_id = ${tenant} AND r.entity_type = k.entity_type AND r.entity_id = k.entity_id
       JOIN media m ON m.tenant_id = r.tenant_id AND m.id = r.media_id AND m.deleted_at IS NULL
-      ORDER BY r.entity_type, r.entity_id, r.role`;
+      ORDER BY r.entity_type, r.entity_id, r.role`);
     return rows.map((r) => ({
       role: roleFromRow({ role: r.r_role, entity_type: r.r_entity_type, entity_id: r.r_entity_id, media_id: r.id, assigned_at: r.r_assigned_at }),
       media: mediaFromRow(r),
@@ -125,18 +126,18 @@ export const mediaRepository = {
   },
 
   async rolesForMedia(db: Db, tenant: string, mediaIds: readonly string[]): Promise<RoleRecord[]> {
-    const rows = await db.$queryRaw<{ role: RoleRecord['role']; entity_type: string; entity_id: string; media_id: string; assigned_at: Date }[]>`
+    const rows = await readRows<{ role: RoleRecord['role']; entity_type: string; entity_id: string; media_id: string; assigned_at: Date }[]>(db, Prisma.sql`
       SELECT r.role, r.entity_type, r.entity_id, r.media_id, r.assigned_at FROM media_role r
       WHERE r.tenant_id = ${tenant} AND r.media_id = ANY(${mediaIds as string[]}::uuid[])
-      ORDER BY r.entity_type, r.entity_id, r.role`;
+      ORDER BY r.entity_type, r.entity_id, r.role`);
     return rows.map(roleFromRow);
   },
 
   async entitiesForMedia(db: Db, tenant: string, mediaIds: readonly string[]): Promise<{ mediaId: string; entity: EntityRef }[]> {
-    const rows = await db.$queryRaw<{ media_id: string; entity_type: string; entity_id: string }[]>`
+    const rows = await readRows<{ media_id: string; entity_type: string; entity_id: string }[]>(db, Prisma.sql`
       SELECT a.media_id, a.entity_type, a.entity_id FROM media_attachment a
       WHERE a.tenant_id = ${tenant} AND a.media_id = ANY(${mediaIds as string[]}::uuid[])
-      ORDER BY a.attached_at, a.entity_type, a.entity_id`;
+      ORDER BY a.attached_at, a.entity_type, a.entity_id`);
     return rows.map((r) => ({ mediaId: r.media_id, entity: { type: r.entity_type, id: r.entity_id } }));
   },
 
@@ -179,28 +180,28 @@ export const mediaRepository = {
       : Prisma.empty;
     const limit = args.first + 1;
     const total = async () => {
-      const count = await db.$queryRaw<{ total: bigint }[]>`SELECT count(*) AS total FROM media m WHERE ${live} AND ${indexedTagCond} ${entityCond}`;
+      const count = await readRows<{ total: bigint | string }[]>(db, Prisma.sql`SELECT count(*) AS total FROM media m WHERE ${live} AND ${indexedTagCond} ${entityCond}`);
       return Number(count[0]?.total ?? 0);
     };
 
     // Within one entity the attachment key narrows the rows first; no window needed.
     if (args.entity) {
-      const rows = await db.$queryRaw<MediaRow[]>`SELECT m.* FROM media m WHERE ${live} AND ${tagCond} ${entityCond} ${cursor} ${ORDER_NEWEST} LIMIT ${limit}`;
+      const rows = await readRows<MediaRow[]>(db, Prisma.sql`SELECT m.* FROM media m WHERE ${live} AND ${tagCond} ${entityCond} ${cursor} ${ORDER_NEWEST} LIMIT ${limit}`);
       return { rows: rows.map(mediaFromRow), total };
     }
 
     // The window streams (a subquery, not a materialized CTE): for a frequent tag the
     // page fills after a few rows and the rest of the window is never read.
-    const windowed = await db.$queryRaw<MediaRow[]>`
+    const windowed = await readRows<MediaRow[]>(db, Prisma.sql`
       WITH p AS (SELECT m.id FROM (SELECT m.id, m.created_at, m.tags FROM media m WHERE ${live} ${cursor} ${ORDER_NEWEST} LIMIT ${TAG_SEARCH_WINDOW}) m
                  WHERE ${tagCond} ${ORDER_NEWEST} LIMIT ${limit})
-      SELECT m.* FROM media m WHERE m.tenant_id = ${tenant} AND m.id IN (SELECT id FROM p) ${ORDER_NEWEST}`;
+      SELECT m.* FROM media m WHERE m.tenant_id = ${tenant} AND m.id IN (SELECT id FROM p) ${ORDER_NEWEST}`);
     if (windowed.length === limit) return { rows: windowed.map(mediaFromRow), total };
-    const rows = await db.$queryRaw<MediaRow[]>`
+    const rows = await readRows<MediaRow[]>(db, Prisma.sql`
       WITH hits AS MATERIALIZED (SELECT m.id, m.created_at FROM media m WHERE ${live} AND ${indexedTagCond} ${cursor})
       SELECT m.* FROM media m
       WHERE m.tenant_id = ${tenant} AND m.id IN (SELECT h.id FROM hits h ORDER BY h.created_at DESC, h.id DESC LIMIT ${limit})
-      ${ORDER_NEWEST}`;
+      ${ORDER_NEWEST}`);
     return { rows: rows.map(mediaFromRow), total };
   },
 
@@ -215,8 +216,8 @@ export const mediaRepository = {
       : Prisma.empty;
     const where = Prisma.sql`m.tenant_id = ${tenant} AND m.deleted_at IS NULL ${kind} ${search}`;
     const [rows, count] = await Promise.all([
-      db.$queryRaw<MediaRow[]>`SELECT m.* FROM media m WHERE ${where} ${ORDER_NEWEST} LIMIT ${args.limit} OFFSET ${args.offset}`,
-      db.$queryRaw<{ total: bigint }[]>`SELECT count(*) AS total FROM media m WHERE ${where}`,
+      readRows<MediaRow[]>(db, Prisma.sql`SELECT m.* FROM media m WHERE ${where} ${ORDER_NEWEST} LIMIT ${args.limit} OFFSET ${args.offset}`),
+      readRows<{ total: bigint | string }[]>(db, Prisma.sql`SELECT count(*) AS total FROM media m WHERE ${where}`),
     ]);
     return { rows: rows.map(mediaFromRow), total: Number(count[0]?.total ?? 0) };
   },
