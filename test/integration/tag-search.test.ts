@@ -108,4 +108,30 @@ describe(`searchByTags over more rows than its window (${STORAGE_DRIVER})`, () =
     expect(theirs.searchByTags.totalCount).toBe(3000);
     expect(theirs.searchByTags.nodes).toHaveLength(5);
   });
+  it('media_tag follows every change of media: new tags, soft delete, undelete, purge, duplicates', async () => {
+    const t = newTenant();
+    const q = (sqlText: string, ...v: unknown[]) => app.db.prisma.$executeRawUnsafe(sqlText, ...v);
+    await q(
+      `INSERT INTO media (id, tenant_id, file_name, media_type, kind, file_size, checksum, security_level, storage_key, tags)
+       SELECT gen_random_uuid(), $1, 'f', 'image/jpeg', 'IMAGE', 1, 'x', 'STANDARD', $1 || '/' || g, ARRAY['a' || (g % 3), 'b', 'b'] FROM generate_series(1, 30) g`,
+      t,
+    );
+    const ids = (await app.db.prisma.$queryRawUnsafe<{ id: string }[]>(`SELECT id FROM media WHERE tenant_id = $1 ORDER BY id`, t)).map((r) => r.id);
+    await q(`UPDATE media SET tags = ARRAY['c', 'a0'] WHERE tenant_id = $1 AND id = ANY($2::uuid[])`, t, ids.slice(0, 5));
+    await q(`UPDATE media SET deleted_at = now() WHERE tenant_id = $1 AND id = ANY($2::uuid[])`, t, ids.slice(5, 10));
+    await q(`UPDATE media SET deleted_at = NULL WHERE tenant_id = $1 AND id = $2::uuid`, t, ids[6]);
+    await q(`UPDATE media SET file_name = 'renamed' WHERE tenant_id = $1`, t);
+    await q(`DELETE FROM media WHERE tenant_id = $1 AND id = ANY($2::uuid[])`, t, ids.slice(10, 12));
+    const kept = await app.db.prisma.$queryRawUnsafe<{ tag: string; media_id: string; created_at: Date }[]>(
+      `SELECT tag, media_id, created_at FROM media_tag WHERE tenant_id = $1 ORDER BY tag, media_id`,
+      t,
+    );
+    const derived = await app.db.prisma.$queryRawUnsafe<{ tag: string; media_id: string; created_at: Date }[]>(
+      `SELECT DISTINCT u.tag, m.id AS media_id, m.created_at FROM media m CROSS JOIN LATERAL unnest(m.tags) AS u(tag)
+       WHERE m.tenant_id = $1 AND m.deleted_at IS NULL ORDER BY u.tag, m.id`,
+      t,
+    );
+    expect(kept).toEqual(derived);
+    expect(kept.length).toBe(5 * 2 + (30 - 5 - 5 - 2 + 1) * 2);
+  });
 });

@@ -144,7 +144,8 @@ export const mediaRepository = {
   /**
    * Media carrying every tag (matchAll, `@>`) or any of them (`&&`), newest first.
    *
-   * Left to itself, the planner picks one plan from its statistics: walk the
+   * One tag, or any of several, is read from media_tag in page order (below).
+   * Several tags that must all match are searched as follows. Left to itself, the planner picks one plan from its statistics: walk the
    * newest-first index filtering on tags (right for frequent tags), or collect the
    * matches from the GIN index and sort them (right for rare ones). A tag that the
    * statistics call frequent but that this tenant's rows lack (absent here, common
@@ -179,6 +180,31 @@ export const mediaRepository = {
       ? Prisma.sql`AND (m.created_at, m.id) < (${args.after.createdAt}::timestamptz, ${args.after.id}::uuid)`
       : Prisma.empty;
     const limit = args.first + 1;
+    // One tag, or any of several: newest first straight from media_tag, about a page
+    // of index entries per tag whatever their number.
+    if (!args.entity && (!args.matchAll || args.tags.length === 1)) {
+      const tagCursor = args.after
+        ? Prisma.sql`AND (t.created_at, t.media_id) < (${args.after.createdAt}::timestamptz, ${args.after.id}::uuid)`
+        : Prisma.empty;
+      const rows = await readRows<MediaRow[]>(db, Prisma.sql`
+        WITH p AS (
+          SELECT DISTINCT ON (h.created_at, h.media_id) h.media_id FROM unnest(${args.tags}::text[]) AS q(tag)
+          CROSS JOIN LATERAL (
+            SELECT t.media_id, t.created_at FROM media_tag t WHERE t.tenant_id = ${tenant} AND t.tag = q.tag ${tagCursor}
+            ORDER BY t.created_at DESC, t.media_id DESC LIMIT ${limit}
+          ) h
+          ORDER BY h.created_at DESC, h.media_id DESC LIMIT ${limit}
+        )
+        SELECT m.* FROM media m WHERE m.tenant_id = ${tenant} AND m.id IN (SELECT media_id FROM p) AND m.deleted_at IS NULL ${ORDER_NEWEST}`);
+      const count = async () => {
+        // One row per media and tag: with one tag a plain count (index only) is exact.
+        const counted = args.tags.length === 1 ? Prisma.sql`count(*)` : Prisma.sql`count(DISTINCT t.media_id)`;
+        const [row] = await readRows<{ total: bigint | string }[]>(db, Prisma.sql`
+          SELECT ${counted} AS total FROM media_tag t WHERE t.tenant_id = ${tenant} AND t.tag = ANY(${args.tags}::text[])`);
+        return Number(row?.total ?? 0);
+      };
+      return { rows: rows.map(mediaFromRow), total: count };
+    }
     const total = async () => {
       const count = await readRows<{ total: bigint | string }[]>(db, Prisma.sql`SELECT count(*) AS total FROM media m WHERE ${live} AND ${indexedTagCond} ${entityCond}`);
       return Number(count[0]?.total ?? 0);
