@@ -12,6 +12,12 @@ import { freePort } from '../src/db/embedded.js';
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const MiB = 1024 * 1024;
 
+/** The p-th percentile (nearest rank) of `xs`. */
+export function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;

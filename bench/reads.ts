@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, median, startChild, waitFor } from './lib.js';
+import { freePort, median, percentile, startChild, waitFor } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -52,11 +52,6 @@ function request(url: string, init: { method: string; headers?: Record<string, s
     req.on('error', reject);
     req.end(init.body);
   });
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
 async function main(): Promise<void> {

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, startChild, waitFor } from './lib.js';
+import { freePort, percentile, startChild, waitFor } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -77,11 +77,6 @@ const SEARCH = `query($tags: [String!]!, $matchAll: Boolean, $after: String) {
   searchByTags(tags: $tags, matchAll: $matchAll, first: 50, after: $after) { nodes { id createdAt tags } pageInfo { hasNextPage endCursor } }
 }`;
 const SEARCH_COUNT = `query($tags: [String!]!, $matchAll: Boolean) { searchByTags(tags: $tags, matchAll: $matchAll, first: 50) { totalCount nodes { id } } }`;
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
 
 async function main(): Promise<void> {
   const work = values.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'media-bench-search-')));

@@ -76,10 +76,7 @@ class Mp4Duration implements DurationProbe {
       h.take(chunk, at);
       // A header is 8 bytes, 16 with a 64-bit size; it may straddle chunks.
       const need = h.filled >= 8 && h.bytes.readUInt32BE(0) === 1 ? 16 : 8;
-      if (h.filled < need) {
-        if (h.start + h.filled < this.seen) this.done = true; // cannot happen; guards the loop
-        return;
-      }
+      if (h.filled < need) return; // the rest of the header comes with the next chunk
       const size32 = h.bytes.readUInt32BE(0);
       const type = h.bytes.toString('latin1', 4, 8);
       const size = size32 === 1 ? Number(h.bytes.readBigUInt64BE(8)) : size32;
