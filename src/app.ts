@@ -4,9 +4,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { graphqlUploadExpress, Upload } from 'graphql-upload-minimal';
 import { randomUUID } from 'node:crypto';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { LinkSigner } from './auth/signed-links.js';
@@ -31,12 +29,14 @@ import { ContentCrypto } from './crypto/content-crypto.js';
 import { KeyRotation } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
+import { createHttpServer } from './http/server-timeouts.js';
 import { Metrics } from './http/metrics.js';
 import { queryLimitsRule } from './graphql/limits.js';
 import { sendError } from './http/respond.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
-import { discardUpload, MAX_BATCH, UploadService } from './modules/media/upload.service.js';
+import { MAX_BATCH, UploadService } from './modules/media/upload.service.js';
+import { graphqlMultipart } from './graphql/multipart.js';
 import { PolicyRegistry } from './modules/policy/policy.js';
 import { RolesService } from './modules/roles/roles.service.js';
 import type { Services } from './services.js';
@@ -74,43 +74,6 @@ function multipartCsrfGuard(req: Request, res: Response, next: NextFunction): vo
       },
     ],
   });
-}
-
-/**
- * Errors of the multipart parser are the client's: a body without fields or a
- * content type without boundary makes graphql-upload-minimal answer 500 (or
- * busboy throw a plain Error). Report them as 400 so they are not logged and
- * masked as internal errors.
- */
-function multipartClientErrors(upload: express.RequestHandler): express.RequestHandler {
-  return (req, res, next) =>
-    upload(req, res, (err?: unknown) => {
-      if (!err) return next();
-      const status = (err as { status?: number }).status;
-      if (typeof status === 'number' && status >= 400 && status < 500) return next(err);
-      res.status(400);
-      next(Object.assign(new Error(`Malformed multipart request: ${(err as Error).message ?? 'unreadable body'}`), { status: 400 }));
-    });
-}
-
-/** Every Upload that graphql-upload-minimal placed in the parsed operations. */
-function uploadsIn(value: unknown, out: Upload[] = [], depth = 0): Upload[] {
-  if (value instanceof Upload) out.push(value);
-  else if (value && typeof value === 'object' && depth < 32) for (const v of Object.values(value)) uploadsIn(v, out, depth + 1);
-  return out;
-}
-
-/**
- * Once the response is sent, reads and throws away every file that no resolver
- * consumed (the operation was refused before reading it: authentication, scope,
- * invalid variables), so the rest of the body is read and the request cannot
- * hang or wedge the connection (graphql-upload-minimal issue 37). Files a
- * resolver already read are skipped (discardUpload never throws).
- */
-function drainUnusedUploads(req: Request, res: Response, next: NextFunction): void {
-  const uploads = uploadsIn(req.body);
-  if (uploads.length) res.once('finish', () => void Promise.all(uploads.map((u) => discardUpload(u.promise))));
-  next();
 }
 
 /** Builds the services and the HTTP server and starts listening. */
@@ -162,7 +125,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   app.set('etag', false);
   app.disable('x-powered-by');
   app.set('trust proxy', false);
-  const httpServer = http.createServer(app);
+  const httpServer = createHttpServer(config, app);
 
   app.use((req, res, next) => {
     const id = randomUUID();
@@ -215,8 +178,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     '/graphql',
     multipartCsrfGuard,
     // One byte above the largest supported size: anything cut here is also over every limit we enforce.
-    multipartClientErrors(graphqlUploadExpress({ maxFileSize: Math.max(policies.maxFileSize(), ASSET_MAX_BYTES) + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 })),
-    drainUnusedUploads,
+    graphqlMultipart({ maxFileSize: Math.max(policies.maxFileSize(), ASSET_MAX_BYTES) + 1, maxFiles: MAX_BATCH, maxFieldSize: 1_000_000 }),
     express.json({ limit: '1mb' }),
     expressMiddleware(apollo, {
       context: async ({ req, res }): Promise<Context> => {

@@ -67,6 +67,10 @@ const EnvSchema = z.object({
     }
     return out;
   }),
+  HTTP_HEADERS_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(20),
+  HTTP_REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(0).default(0),
+  HTTP_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+  HTTP_KEEP_ALIVE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(5),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
   SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
 });
@@ -103,6 +107,17 @@ export interface Config {
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
   readonly directUploadTtlSeconds: number;
+  /** Server timeouts (milliseconds); see src/http/server-timeouts.ts. */
+  readonly http: {
+    /** Time to receive a request's headers. */
+    readonly headersTimeoutMs: number;
+    /** Time to receive a whole request, body included (0: no limit; stalls are cut by the idle timeout). */
+    readonly requestTimeoutMs: number;
+    /** A connection on which no byte moves in either direction for this long is closed (0: never). */
+    readonly idleTimeoutMs: number;
+    /** How long an idle keep-alive connection waits for its next request. */
+    readonly keepAliveTimeoutMs: number;
+  };
   /** How often the orphan sweep runs inside the service (0: never). */
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
@@ -123,6 +138,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const e = parsed.data;
   if (e.JWT_SECRET && e.JWT_JWKS_URL) {
     throw new ConfigError('invalid configuration:\n  JWT_SECRET and JWT_JWKS_URL are exclusive: set one');
+  }
+  if (e.HTTP_REQUEST_TIMEOUT_SECONDS > 0 && e.HTTP_REQUEST_TIMEOUT_SECONDS < e.HTTP_HEADERS_TIMEOUT_SECONDS) {
+    throw new ConfigError('invalid configuration:\n  HTTP_REQUEST_TIMEOUT_SECONDS: must be 0 (no limit) or at least HTTP_HEADERS_TIMEOUT_SECONDS');
   }
   if ((e.S3_ENDPOINT || e.S3_REGION || e.S3_FORCE_PATH_STYLE !== undefined) && !e.S3_BUCKET) {
     throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when S3_ENDPOINT, S3_REGION or S3_FORCE_PATH_STYLE is set');
@@ -152,6 +170,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     introspection: e.INTROSPECTION ?? true,
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     directUploadTtlSeconds: e.DIRECT_UPLOAD_TTL_SECONDS,
+    http: Object.freeze({
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_SECONDS * 1000,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_SECONDS * 1000,
+      idleTimeoutMs: e.HTTP_IDLE_TIMEOUT_SECONDS * 1000,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
+    }),
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
   });

@@ -37,6 +37,13 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it('has deliberate server timeouts: headers 20 s, no cap on a whole request, 60 s idle, 5 s keep-alive', () => {
+    expect(loadConfig({}).http).toEqual({ headersTimeoutMs: 20_000, requestTimeoutMs: 0, idleTimeoutMs: 60_000, keepAliveTimeoutMs: 5_000 });
+    expect(loadConfig({ HTTP_IDLE_TIMEOUT_SECONDS: '5', HTTP_REQUEST_TIMEOUT_SECONDS: '3600' }).http).toMatchObject({ idleTimeoutMs: 5000, requestTimeoutMs: 3_600_000 });
+    expect(configError({ HTTP_REQUEST_TIMEOUT_SECONDS: '10', HTTP_HEADERS_TIMEOUT_SECONDS: '30' }).message).toMatch(/HTTP_REQUEST_TIMEOUT_SECONDS/);
+    expect(configError({ HTTP_IDLE_TIMEOUT_SECONDS: 'soon' }).message).toMatch(/HTTP_IDLE_TIMEOUT_SECONDS/);
+  });
+
   it('reads the variables it is given and treats blank values as unset', () => {
     const c = loadConfig({
       PORT: '8080',

@@ -1,5 +1,5 @@
 import { Field, InputType, Int } from 'type-graphql';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import { AssetAccess, AssetType } from '../../graphql/enums.js';
 import { UploadScalar } from '../../graphql/scalars.js';
 
@@ -30,7 +30,7 @@ export class CreateAssetInput {
   refIds?: AssetRefInput[] | null;
 
   @Field(() => UploadScalar, { nullable: true, description: 'Required for BLOB (or signedId of a completed direct upload); forbidden for LINK. At most 50 MB.' })
-  file?: Promise<FileUpload> | null;
+  file?: IncomingFile | null;
 
   @Field(() => String, { nullable: true, description: 'The signedId of a completed direct upload, instead of file (BLOB).' })
   signedId?: string | null;
@@ -57,7 +57,7 @@ export class UpdateAssetInput {
   refIds?: AssetRefInput[] | null;
 
   @Field(() => UploadScalar, { nullable: true, description: 'A new file for a BLOB asset; the old one is deleted once the change is saved.' })
-  file?: Promise<FileUpload> | null;
+  file?: IncomingFile | null;
 
   @Field(() => String, { nullable: true, description: 'A new absolute http(s) URL for a LINK asset.' })
   url?: string | null;

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
 import { AppError, dbSqlState, errors, isUniqueViolation } from '../../errors/index.js';
@@ -15,7 +15,7 @@ import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetR
 import { assetRepository, pageStatements } from './asset.repository.js';
 import { queryError } from './query-language.js';
 
-type Upload = Promise<FileUpload> | FileUpload;
+type Upload = IncomingFile;
 
 export interface CreateAssetArgs {
   type: AssetType;

@@ -1,5 +1,5 @@
 import { Field, InputType } from 'type-graphql';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import { UploadScalar } from '../../graphql/scalars.js';
 import { MediaRole, SecurityLevel } from '../../graphql/enums.js';
 import { EntityInput } from '../entities/entity.type.js';
@@ -7,7 +7,7 @@ import { EntityInput } from '../entities/entity.type.js';
 @InputType({ description: 'One file to upload and where it belongs.' })
 export class UploadInput {
   @Field(() => UploadScalar, { description: 'The file (GraphQL multipart request spec).' })
-  file!: Promise<FileUpload>;
+  file!: IncomingFile;
 
   @Field(() => EntityInput, { description: 'Entity the media is attached to.' })
   entity!: EntityInput;

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import { AppError, errors, isAppError } from '../../errors/index.js';
 import { normaliseMime } from '../policy/media-types.js';
 import { InspectStream, type InspectResult } from './inspect-stream.js';
@@ -23,11 +23,6 @@ export interface ReceiveOptions<T> {
   remove(): Promise<void>;
 }
 
-/** Error thrown by graphql-upload-minimal when a file passed its byte cut-off. */
-function isUploadLimitError(e: unknown): boolean {
-  return !!e && typeof e === 'object' && (e as { status?: number }).status === 413;
-}
-
 /**
  * Streams one multipart file through the upload pipeline's checks into `write`:
  * the type is detected from the bytes (never the name or declared type; a declared
@@ -36,21 +31,12 @@ function isUploadLimitError(e: unknown): boolean {
  * rest of the file is drained, and the error is the client's (PAYLOAD_TOO_LARGE,
  * UNSUPPORTED_MEDIA_TYPE, BAD_USER_INPUT) or STORAGE_UNAVAILABLE.
  */
-export async function receiveUpload<T>(filePromise: Promise<FileUpload> | FileUpload, options: ReceiveOptions<T>): Promise<ReceivedUpload<T>> {
-  let file: FileUpload;
-  try {
-    file = await filePromise;
-  } catch (e) {
-    throw isUploadLimitError(e) ? errors.tooLarge(options.limit) : errors.badInput('file', 'The file part of the request is missing or broken');
-  }
+export async function receiveUpload<T>(incoming: IncomingFile, options: ReceiveOptions<T>): Promise<ReceivedUpload<T>> {
+  // Missing, skipped or broken parts reject with BAD_USER_INPUT naming the file.
+  const file = await incoming.open();
   const fileName = sanitiseFileName(file.filename);
   const declared = normaliseMime(file.mimetype);
-  let source: Readable;
-  try {
-    source = file.createReadStream();
-  } catch (e) {
-    throw isUploadLimitError(e) ? errors.tooLarge(options.limit) : errors.badInput('file', 'The file could not be read');
-  }
+  const source = file.createReadStream();
   const inspector = new InspectStream({
     fileName,
     accept: (mime) => {
@@ -65,12 +51,13 @@ export async function receiveUpload<T>(filePromise: Promise<FileUpload> | FileUp
   // setup first); the error still reaches us through write() and inspectorError().
   inspector.on('error', () => undefined);
   let cut = false;
-  // graphql-upload-minimal ends a stream that passed its cut-off as if it were complete (its issue 51).
+  // busboy ends a stream that passed its byte cut-off as if it were complete, after a 'limit' event.
   source.on('limit', () => {
     cut = true;
     inspector.destroy(errors.tooLarge(options.limit));
   });
-  source.on('error', (e) => inspector.destroy(isUploadLimitError(e) ? errors.tooLarge(options.limit) : e));
+  // The source is the client's request body: its errors (cut off, malformed, gone) are the client's.
+  source.on('error', (e) => inspector.destroy(isAppError(e) ? e : errors.badInput('file', `The file part is cut off or malformed (${(e as Error)?.message ?? 'unreadable'})`)));
   source.pipe(inspector);
   try {
     const written = await options.write(inspector, declared ?? 'application/octet-stream');

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { MediaRole, SecurityLevel } from '../../generated/prisma/enums.js';
 import { errors, isAppError } from '../../errors/index.js';
@@ -18,7 +18,7 @@ import { normaliseTags } from './tags.js';
 import { mediaRepository } from './media.repository.js';
 
 export interface UploadRequest {
-  file: Promise<FileUpload> | FileUpload;
+  file: IncomingFile;
   entity: EntityRef;
   tags?: string[] | null;
   role?: MediaRole | null;
@@ -56,20 +56,11 @@ export interface Stored {
 }
 
 /**
- * Reads and throws away what is left of an upload that will not be stored, so the
- * multipart parser can go on and the request cannot hang (graphql-upload-minimal
- * issue 37). Never throws.
+ * Says that an upload will not be stored, so the multipart parser reads past it
+ * and the request cannot hang. Never throws.
  */
-export async function discardUpload(file: Promise<FileUpload> | FileUpload | undefined): Promise<void> {
-  try {
-    const f = await file;
-    if (!f) return;
-    const s = f.createReadStream();
-    s.on('error', () => undefined);
-    s.resume();
-  } catch {
-    // Already consumed, already failed, or the request is gone: nothing to drain.
-  }
+export async function discardUpload(file: IncomingFile | null | undefined): Promise<void> {
+  file?.discard();
 }
 
 export class UploadService {
@@ -157,12 +148,12 @@ export class UploadService {
    * Streams one file into storage: sniff, limit, hash, and (SENSITIVE, CRITICAL)
    * encrypt while writing; then image facts and variants (encrypted alike).
    */
-  async store(tenant: string, plan: Plan, filePromise: Promise<FileUpload> | FileUpload): Promise<Stored> {
+  async store(tenant: string, plan: Plan, file: IncomingFile): Promise<Stored> {
     const { storage, crypto } = this.deps;
     const id = randomUUID();
     const key = objectKeys.original(tenant, id);
     const sealed = plan.level !== 'STANDARD';
-    const received = await receiveUpload(filePromise, {
+    const received = await receiveUpload(file, {
       limit: plan.policy.maxFileSize,
       accept: (mime) => this.deps.policies.limitFor(plan.policy, mime),
       write: async (body, declaredType) =>

@@ -1,5 +1,5 @@
 import { Arg, Ctx, ID, Mutation, Query, Resolver } from 'type-graphql';
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import type { Context } from '../../graphql/context.js';
 import { requireWorker } from '../../graphql/context.js';
 import { UploadScalar } from '../../graphql/scalars.js';
@@ -19,7 +19,7 @@ export class WorkerResolver {
   @Mutation(() => Media, { description: 'Worker credentials only: store a signed PDF for a lease document (CRITICAL, encrypted), attached where the original is, LEASE_SIGNED where it holds LEASE_ORIGINAL.' })
   async uploadSignedDocument(
     @Arg('mediaId', () => ID) mediaId: string,
-    @Arg('file', () => UploadScalar) file: Promise<FileUpload>,
+    @Arg('file', () => UploadScalar) file: IncomingFile,
     @Ctx() ctx: Context,
   ): Promise<MediaRecord> {
     let worker;

@@ -1,4 +1,4 @@
-import type { FileUpload } from 'graphql-upload-minimal';
+import type { IncomingFile } from '../../graphql/multipart.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Readable } from 'node:stream';
 import { VerifyChecksum, type ContentCrypto } from '../../crypto/content-crypto.js';
@@ -79,7 +79,7 @@ export class WorkerService {
    * attached to every entity the original is attached to; where the original
    * holds LEASE_ORIGINAL, the new media takes LEASE_SIGNED.
    */
-  async uploadSigned(tenant: string, workerType: string, originalId: string, file: Promise<FileUpload>): Promise<MediaRecord> {
+  async uploadSigned(tenant: string, workerType: string, originalId: string, file: IncomingFile): Promise<MediaRecord> {
     let plan: Plan;
     try {
       await this.deps.media.require(tenant, originalId);

@@ -1,0 +1,79 @@
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
+import { pdfBytes } from '../helpers/files.js';
+import { expectNothingStored, expectResponsive, multipartBody, rowCounts } from '../helpers/security.js';
+import { rawRequest } from '../helpers/raw-http.js';
+
+// Server timeouts (issue 10): a stalled upload body is cut, one that keeps moving is
+// not, however long it takes; slow headers are cut. Short limits make the test quick.
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await startTestApp({ env: { HTTP_IDLE_TIMEOUT_SECONDS: '2', HTTP_HEADERS_TIMEOUT_SECONDS: '2' } });
+});
+afterAll(() => app?.close());
+
+const KiB = 1024;
+const UPLOAD = 'mutation($input: UploadInput!) { upload(input: $input) { id fileSize } }';
+
+async function uploadBody(size: number) {
+  const ops = JSON.stringify({ query: UPLOAD, variables: { input: { file: null, entity: { type: 'property', id: 'p-1' } } } });
+  const data = Buffer.concat([pdfBytes(3), Buffer.alloc(size, 0x20)]);
+  return { ...multipartBody([{ name: 'operations', value: ops }, { name: 'map', value: '{"0":["variables.input.file"]}' }, { name: '0', filename: 'slow.pdf', type: 'application/pdf', data }]), size: data.length };
+}
+
+describe('server timeouts', () => {
+  it('an upload body that stalls is cut after the idle timeout, and nothing is stored', async () => {
+    const tenant = newTenant('tos');
+    const token = await app.token(tenant);
+    const { body, contentType } = await uploadBody(256 * KiB);
+    const r = await rawRequest(app.url, {
+      headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}`, 'content-type': contentType },
+      chunks: [body.subarray(0, 100 * KiB)],
+      end: false,
+      timeoutMs: 15_000,
+    });
+    expect(r.ended).toBe('closed');
+    expect(r.ms).toBeGreaterThanOrEqual(1500);
+    await new Promise((ok) => setTimeout(ok, 200));
+    await expectNothingStored(app, tenant);
+    await expectResponsive(app, token);
+  });
+
+  it('an upload that keeps moving is never cut, though it lasts several idle timeouts', async () => {
+    const tenant = newTenant('tom');
+    const token = await app.token(tenant);
+    const { body, contentType, size } = await uploadBody(256 * KiB);
+    // Eight pieces, 1.1 s apart: each gap is below the 2 s idle limit, the whole is well above it.
+    const step = Math.ceil(body.length / 8);
+    const chunks: (Buffer | number)[] = [];
+    for (let i = 0; i < body.length; i += step) chunks.push(...(i ? [1100] : []), body.subarray(i, i + step));
+    const r = await rawRequest(app.url, { headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}`, 'content-type': contentType }, chunks, timeoutMs: 30_000 });
+    expect(r.ended).toBe('response');
+    const j = r.json as { data?: { upload?: { fileSize: number } }; errors?: unknown };
+    expect(j.errors, r.text).toBeUndefined();
+    expect(j.data?.upload?.fileSize).toBe(size);
+    expect(r.ms).toBeGreaterThan(2 * 2000);
+    expect((await rowCounts(app, tenant)).media).toBe(1);
+  });
+
+  it('headers that never end are cut after the headers timeout', async () => {
+    const started = Date.now();
+    const closed = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(Number(new URL(app.url).port), '127.0.0.1');
+      let answer = '';
+      s.on('data', (c) => (answer += c.toString('latin1')));
+      s.on('error', () => undefined);
+      s.on('close', () => resolve(answer));
+      s.write('POST /graphql HTTP/1.1\r\nHost: localhost\r\nX-Slow: ');
+      setTimeout(() => {
+        reject(new Error('the connection was still open after 15 s'));
+        s.destroy();
+      }, 15_000);
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    // Node answers 408 before closing, or just closes.
+    if (closed) expect(closed).toMatch(/^HTTP\/1\.1 408/);
+  });
+});
