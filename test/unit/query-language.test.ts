@@ -187,6 +187,9 @@ describe('parser: errors are BAD_USER_INPUT on q naming the term', () => {
     [':PUBLIC', ':PUBLIC', /starts with a field name/],
     ['9x:1', '9x:1', /not a field name/],
     ['name:"abc', 'name:"abc', /unterminated double quote/],
+    // Found by the fuzz test: a quote the lexer meets while looking for the next term.
+    ['"7', '"7', /unterminated double quote/],
+    ['access:PUBLIC "x', '"x', /unterminated double quote/],
     ['name:(a,b', 'name:(a,b', /missing "\)"/],
     ['name:(a b)', 'name:(a b)', /unexpected "b" in a group/],
     ['name:()', 'name:()', /empty group/],

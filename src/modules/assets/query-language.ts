@@ -205,7 +205,13 @@ export interface Term {
 /** Parses `q` into terms. Syntax only: fields and values are checked by compileAssetQuery. */
 export function parseQuery(src: string): Term[] {
   if (src.length > MAX_QUERY_LENGTH) throw queryError('q', `${src.slice(0, 40)}…`, `the query is longer than ${MAX_QUERY_LENGTH} characters`);
-  return new Parser(src).query();
+  try {
+    return new Parser(src).query();
+  } catch (e) {
+    // A fault the lexer meets while looking ahead (an unterminated quote after a term) is still the client's.
+    if (e instanceof Fault) throw queryError('q', termTextAt(src, e.pos), e.message);
+    throw e;
+  }
 }
 
 class Parser {
