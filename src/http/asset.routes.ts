@@ -7,6 +7,7 @@ import { publicUrlOf } from '../modules/assets/asset.record.js';
 import { INLINE_KINDS, SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { serveContent, variantFileName, type Servable } from './content.routes.js';
 import { route } from './respond.js';
+import { sanitiseFileName } from '../modules/media/file-name.js';
 
 const TENANT_RE = /^[a-z][a-z0-9]{2,15}$/;
 /** PUBLIC blobs: 30 days (SPEC 11); a replaced file gets a new URL (?v={version}). */
@@ -16,7 +17,7 @@ const PRIVATE_CACHE = 'private, no-store';
 /** The original of a blob asset, or one of its variants (`?variant=THUMB`); null when there is no such variant. */
 function servableOf(asset: AssetRecord, variant: string | undefined): Servable | null {
   const cacheControl = asset.access === 'PUBLIC' ? PUBLIC_CACHE : PRIVATE_CACHE;
-  const fileName = asset.fileName ?? asset.key.split('/').pop() ?? 'file';
+  const fileName = sanitiseFileName(asset.fileName ?? asset.key.split('/').pop(), asset.mimeType);
   if (variant !== undefined) {
     const v = asset.variants.find((x) => x.name === variant);
     if (!v) return null;

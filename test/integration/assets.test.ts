@@ -173,6 +173,35 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect((await get(a.publicUrl!)).status).toBe(200);
     });
 
+    it('names a blob by its detected type, without bidi controls: upload, given filename, direct upload, rename', async () => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const terms = await create(token, { type: 'BLOB', access: 'PUBLIC', file: new File([pdfBytes(1)], 'terms.html', { type: 'application/pdf' }), key: 'terms' });
+      expect(terms).toMatchObject({ name: 'terms.pdf', details: { filename: 'terms.pdf', mimeType: 'application/pdf' } });
+      expect((await get(terms.publicUrl!)).headers.get('content-disposition')).toBe('attachment; filename=terms.pdf');
+      const logo = await create(token, { type: 'BLOB', access: 'PRIVATE', file: await png(40, 40, 'logo.png'), filename: 'logo\u202Egnp.exe' });
+      expect(logo.details.filename).toBe('logognp.png');
+      const dl = await get(logo.downloadPath, bearer(token));
+      expect(dl.headers.get('content-disposition')).toBe('inline; filename=logognp.png');
+
+      const bytes = pdfBytes(2);
+      const { createDirectUpload: ticket } = await ok(
+        app.url,
+        CreateDirectUploadDocument,
+        { input: { filename: 'from-browser.html', contentType: 'application/pdf', byteSize: bytes.length, checksum: createHash('sha256').update(bytes).digest('base64') } },
+        { token },
+      );
+      expect((await fetch(ticket.url, { method: 'PUT', headers: ticket.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
+      const direct = await create(token, { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId });
+      expect(direct.details.filename).toBe('from-browser.pdf');
+
+      const renamed = (await ok(app.url, UpdateAssetDocument, { id: terms.id, input: { version: 1, filename: 'conditions.exe' } }, { token })).updateAsset;
+      expect(renamed.details.filename).toBe('conditions.pdf');
+      // A row stored before these rules is served by them.
+      await app.db.prisma.asset.update({ where: { tenantId_id: { tenantId: tenant, id: terms.id } }, data: { fileName: 'old\u202Efdp.html' } });
+      expect((await get(renamed.publicUrl!)).headers.get('content-disposition')).toBe('attachment; filename=oldfdp.pdf');
+    });
+
     it('refuses a signedId whose content is not what was declared, and leaves nothing', async () => {
       const tenant = newTenant();
       const token = await app.token(tenant);

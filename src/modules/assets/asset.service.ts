@@ -9,7 +9,8 @@ import type { DirectUploadService } from '../direct-uploads/direct-upload.servic
 import { isUuid } from '../media/cursor.js';
 import { processImageWith } from '../media/images.js';
 import { receiveUpload } from '../media/receive-upload.js';
-import { discardUpload, sanitiseFileName } from '../media/upload.service.js';
+import { discardUpload } from '../media/upload.service.js';
+import { sanitiseFileName } from '../media/file-name.js';
 import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetRef, type AssetRow, type AssetVariantRecord } from './asset.record.js';
 import { assetRepository, pageStatements } from './asset.repository.js';
@@ -154,7 +155,7 @@ export class AssetService {
         id = upload.id;
         blob = await this.withVariants(assetKeys.revision(tenant, id, revision(1)), {
           storageKey: upload.storageKey,
-          fileName: fields.filename ?? upload.fileName,
+          fileName: sanitiseFileName(fields.filename ?? upload.fileName, upload.mime),
           mimeType: upload.mime,
           bytes: upload.size,
           checksum: upload.checksum,
@@ -208,7 +209,7 @@ export class AssetService {
         Prisma.sql`storage_key = ${blob.storageKey}, file_name = ${blob.fileName}, mime_type = ${blob.mimeType}, bytes = ${blob.bytes}::bigint,
                    checksum = ${blob.checksum}, variants = ${JSON.stringify(blob.variants)}::jsonb`,
       );
-    } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${fields.filename}`);
+    } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${sanitiseFileName(fields.filename, current.mimeType)}`);
     set.push(Prisma.sql`version = version + 1, modified_at = now()`);
 
     let rows: AssetRow[];
@@ -295,7 +296,7 @@ export class AssetService {
     });
     return this.withVariants(folder, {
       storageKey,
-      fileName: filename ?? received.fileName,
+      fileName: sanitiseFileName(filename ?? received.fileName, received.mime),
       mimeType: received.mime,
       bytes: received.size,
       checksum: received.checksum,
