@@ -149,7 +149,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,

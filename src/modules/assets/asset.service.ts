@@ -15,6 +15,7 @@ import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetRef, type AssetRow, type AssetVariantRecord } from './asset.record.js';
 import { assetRepository, pageStatements } from './asset.repository.js';
 import { queryError } from './query-language.js';
+import { checkLinkUrl } from './link-url.js';
 
 type Upload = Promise<FileUpload> | FileUpload;
 
@@ -75,6 +76,8 @@ export interface AssetServiceDeps {
   storage: Storage;
   directUploads: DirectUploadService;
   logger: Logger;
+  /** LINK urls may name loopback, private and link-local hosts (ASSET_LINKS_ALLOW_PRIVATE_HOSTS; default: refused). */
+  allowNonPublicLinkHosts?: boolean;
 }
 
 /**
@@ -261,7 +264,7 @@ export class AssetService {
       key: input.key == null ? undefined : checkKey(input.key),
       refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
       priority: input.priority ?? undefined,
-      url: input.url == null ? null : checkUrl(input.url),
+      url: input.url == null ? null : this.checkUrl(input.url),
       filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
     };
   }
@@ -275,9 +278,13 @@ export class AssetService {
       refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
       priority: input.priority ?? undefined,
       active: input.active ?? undefined,
-      url: input.url == null ? undefined : checkUrl(input.url),
+      url: input.url == null ? undefined : this.checkUrl(input.url),
       filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
     };
+  }
+
+  private checkUrl(url: string): string {
+    return checkLinkUrl(url, { allowNonPublicHosts: this.deps.allowNonPublicLinkHosts ?? false });
   }
 
   /** Streams an uploaded file into a new revision folder of the asset, then writes its image variants. */
@@ -392,16 +399,3 @@ function checkRefs(refs: AssetRef[]): AssetRef[] {
   return out;
 }
 
-/** An absolute http(s) URL without credentials; anything else (javascript:, data:, relative) is refused. */
-export function checkUrl(raw: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw.trim());
-  } catch {
-    throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
-  if (url.username || url.password) throw errors.badInput('input.url', 'url must not carry credentials');
-  if (url.href.length > 2048) throw errors.badInput('input.url', 'url is longer than 2048 characters');
-  return url.href;
-}
