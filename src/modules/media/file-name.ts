@@ -23,6 +23,8 @@ import { SUPPORTED_TYPES } from '../policy/media-types.js';
  */
 const INVISIBLE = /[\p{Cc}\p{Zl}\p{Zp}\p{Cs}\u115f\u1160\u3164\uffa0]|(?![\u200c\u200d])\p{Cf}/gu;
 
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
+
 /** Other extensions that mean the detected type (the canonical one is SUPPORTED_TYPES' ext). */
 const OTHER_EXTENSIONS: Readonly<Record<string, readonly string[]>> = {
   'image/jpeg': ['jpeg', 'jpe', 'jfif'],
@@ -45,8 +47,13 @@ const MAX_LENGTH = 255;
  * changes theirs.
  */
 export function sanitiseFileName(name: string | null | undefined, mime?: string | null): string {
-  const base = (name ?? '').split(/[\\/]/).pop() ?? '';
-  let clean = base.normalize('NFC').replace(INVISIBLE, '').trim().replace(/[.\s]+$/u, '');
+  const raw = name ?? '';
+  const base = raw.slice(Math.max(raw.lastIndexOf('/'), raw.lastIndexOf('\\')) + 1);
+  // Printable ASCII (most names) has nothing to compose or strip: the record mappers call this on every row.
+  let clean = (PRINTABLE_ASCII.test(base) ? base : base.normalize('NFC').replace(INVISIBLE, '')).trim();
+  let end = clean.length;
+  while (end > 0 && (clean[end - 1] === '.' || clean[end - 1]!.trim() === '')) end--;
+  clean = clean.slice(0, end);
   const type = mime ? SUPPORTED_TYPES.get(mime) : undefined;
   if (!type) return truncate(clean || 'file', '');
   const dot = clean.lastIndexOf('.');
