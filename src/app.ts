@@ -11,7 +11,7 @@ import { LinkSigner } from './auth/signed-links.js';
 import { resolveSecrets } from './auth/secrets.js';
 import { createAuthenticator } from './auth/tokens.js';
 import type { Database } from './db/prisma.js';
-import { isAppError } from './errors/index.js';
+import { isAppError, type AppError } from './errors/index.js';
 import type { Context } from './graphql/context.js';
 import { ApolloServerPluginErrorLog, formatError } from './graphql/errors-plugin.js';
 import { createLoaders } from './graphql/loaders.js';
@@ -33,6 +33,8 @@ import { createHttpServer } from './http/server-timeouts.js';
 import { Metrics } from './http/metrics.js';
 import { queryLimitsRule } from './graphql/limits.js';
 import { sendError } from './http/respond.js';
+import { edgeInput } from './http/edge-input.js';
+import { ApolloServerPluginStorableText } from './graphql/input-text.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
 import { MAX_BATCH, UploadService } from './modules/media/upload.service.js';
@@ -110,7 +112,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,
@@ -131,10 +133,14 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     const id = randomUUID();
     res.locals['requestId'] = id;
     res.setHeader('X-Request-Id', id);
+    // No response of this service is meant to be content-sniffed: JSON error bodies
+    // echo parts of the request (the path), and must never render as HTML.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     next();
   });
 
   app.use(metrics.middleware(logger));
+  app.use(edgeInput());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -167,6 +173,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginErrorLog(logger, metrics),
+      ApolloServerPluginStorableText(),
       ApolloServerPluginLandingPageDisabled(),
       // No @cacheControl hints are used; the default plugin would wrap every field resolver.
       ApolloServerPluginCacheControlDisabled(),
@@ -210,14 +217,15 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const status = (err as { status?: number; statusCode?: number }).status ?? (err as { statusCode?: number }).statusCode ?? 500;
     const requestId = String(res.locals['requestId']);
-    const known = status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 400 && status < 500 ? 'BAD_USER_INPUT' : undefined;
+    const appCode = isAppError(err) && err.code !== 'INTERNAL_SERVER_ERROR' ? err.code : undefined;
+    const known = appCode ?? (status === 413 ? 'PAYLOAD_TOO_LARGE' : status >= 400 && status < 500 ? 'BAD_USER_INPUT' : undefined);
     if (!known) logger.error({ err, requestId }, 'unhandled error');
     const code = known ?? 'INTERNAL_SERVER_ERROR';
     const message = known ? (err as Error).message : 'Internal server error';
     if (res.headersSent) return void res.destroy();
     if (req.path === '/graphql') {
       // GraphQL clients expect a GraphQL-shaped body even when the request never reached Apollo.
-      res.status(known ? status : 500).json({ errors: [{ message, extensions: { code, ...(known ? {} : { requestId }) } }] });
+      res.status(known ? status : 500).json({ errors: [{ message, extensions: { ...(appCode ? (err as AppError).extensions : {}), code, ...(known ? {} : { requestId }) } }] });
       return;
     }
     sendError(res, { code, message }, requestId);

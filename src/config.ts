@@ -73,6 +73,7 @@ const EnvSchema = z.object({
   HTTP_KEEP_ALIVE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(5),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
   SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
+  ASSET_LINKS_ALLOW_PRIVATE_HOSTS: boolString,
 });
 
 export interface Config {
@@ -122,6 +123,8 @@ export interface Config {
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
   readonly sweepGraceSeconds: number;
+  /** LINK asset urls may name loopback, private, link-local and local-network hosts (intranet deployments). */
+  readonly assetLinksAllowPrivateHosts: boolean;
 }
 
 export class ConfigError extends Error {
@@ -178,5 +181,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }),
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
+    assetLinksAllowPrivateHosts: e.ASSET_LINKS_ALLOW_PRIVATE_HOSTS ?? false,
   });
 }

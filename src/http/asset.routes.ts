@@ -7,6 +7,7 @@ import { publicUrlOf } from '../modules/assets/asset.record.js';
 import { INLINE_KINDS, SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { serveContent, variantFileName, type Servable } from './content.routes.js';
 import { route } from './respond.js';
+import { sanitiseFileName } from '../modules/media/file-name.js';
 
 const TENANT_RE = /^[a-z][a-z0-9]{2,15}$/;
 /** PUBLIC blobs: 30 days (SPEC 11); a replaced file gets a new URL (?v={version}). */
@@ -16,7 +17,7 @@ const PRIVATE_CACHE = 'private, no-store';
 /** The original of a blob asset, or one of its variants (`?variant=THUMB`); null when there is no such variant. */
 function servableOf(asset: AssetRecord, variant: string | undefined): Servable | null {
   const cacheControl = asset.access === 'PUBLIC' ? PUBLIC_CACHE : PRIVATE_CACHE;
-  const fileName = asset.fileName ?? asset.key.split('/').pop() ?? 'file';
+  const fileName = sanitiseFileName(asset.fileName ?? asset.key.split('/').pop(), asset.mimeType);
   if (variant !== undefined) {
     const v = asset.variants.find((x) => x.name === variant);
     if (!v) return null;
@@ -55,7 +56,8 @@ const variantParam = (req: Request) => (typeof req.query['variant'] === 'string'
  *   blobs and LINKs, the bytes for PRIVATE blobs;
  * - GET /tenants/{tenant}/assets/{key}: a PUBLIC blob to anyone (cacheable for 30
  *   days), a PRIVATE blob only with a token of that tenant with asset:read, a LINK
- *   as 301; `?handleError=true` answers a missing key with an empty 204.
+ *   as 301 (a PRIVATE one under the same rule as a PRIVATE blob); `?handleError=true`
+ *   answers a missing key with an empty 204.
  * Both take `?variant=THUMB|MEDIUM|LARGE|LARGE_2X` for image variants, and serve
  * content like the media routes (nosniff, sandbox CSP, Content-Disposition,
  * ETag / If-None-Match, Range).
@@ -92,13 +94,14 @@ export function assetRoutes(services: Services): Router {
       };
       const asset = TENANT_RE.test(tenant) ? await services.assets.byKey(tenant, key) : null;
       if (!asset) return missing();
-      if (asset.type === 'LINK') return redirect(res, asset.linkUrl!);
       if (asset.access === 'PRIVATE') {
-        // Credentials first (401), then the tenant (another tenant's key is missing for them), then the scope (403).
+        // Blob or link alike (a private link's URL is private too): credentials first (401),
+        // then the tenant (another tenant's key is missing for them), then the scope (403).
         const user = await requireHttpUser(services, req);
         if (user.tenant !== tenant) return missing();
         if (!user.scopes.has('asset:read')) throw errors.forbidden('asset:read');
       }
+      if (asset.type === 'LINK') return redirect(res, asset.linkUrl!);
       const item = servableOf(asset, variantParam(req));
       if (!item) return missing();
       await serveContent(services, req, res, item);

@@ -5,7 +5,8 @@ import type { Logger } from '../logger.js';
 /** Sends `{ "error": { "code", "message" } }` with the status of the code (SPEC 12). */
 export function sendError(res: Response, e: AppError | { code: ErrorCode; message: string }, requestId?: string): void {
   const status = isAppError(e) ? e.status : httpStatusOf[e.code];
-  res.status(status).type('application/json').setHeader('Cache-Control', 'no-store');
+  // nosniff: the message may echo the request (a path, a key), and must never be sniffed into HTML.
+  res.status(status).type('application/json').setHeader('Cache-Control', 'no-store').setHeader('X-Content-Type-Options', 'nosniff');
   res.send(JSON.stringify({ error: { code: e.code, message: e.message, ...(requestId && e.code === 'INTERNAL_SERVER_ERROR' ? { requestId } : {}) } }));
 }
 

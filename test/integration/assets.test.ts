@@ -173,6 +173,35 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect((await get(a.publicUrl!)).status).toBe(200);
     });
 
+    it('names a blob by its detected type, without bidi controls: upload, given filename, direct upload, rename', async () => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const terms = await create(token, { type: 'BLOB', access: 'PUBLIC', file: new File([pdfBytes(1)], 'terms.html', { type: 'application/pdf' }), key: 'terms' });
+      expect(terms).toMatchObject({ name: 'terms.pdf', details: { filename: 'terms.pdf', mimeType: 'application/pdf' } });
+      expect((await get(terms.publicUrl!)).headers.get('content-disposition')).toBe('attachment; filename=terms.pdf');
+      const logo = await create(token, { type: 'BLOB', access: 'PRIVATE', file: await png(40, 40, 'logo.png'), filename: 'logo\u202Egnp.exe' });
+      expect(logo.details.filename).toBe('logognp.png');
+      const dl = await get(logo.downloadPath, bearer(token));
+      expect(dl.headers.get('content-disposition')).toBe('inline; filename=logognp.png');
+
+      const bytes = pdfBytes(2);
+      const { createDirectUpload: ticket } = await ok(
+        app.url,
+        CreateDirectUploadDocument,
+        { input: { filename: 'from-browser.html', contentType: 'application/pdf', byteSize: bytes.length, checksum: createHash('sha256').update(bytes).digest('base64') } },
+        { token },
+      );
+      expect((await fetch(ticket.url, { method: 'PUT', headers: ticket.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
+      const direct = await create(token, { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId });
+      expect(direct.details.filename).toBe('from-browser.pdf');
+
+      const renamed = (await ok(app.url, UpdateAssetDocument, { id: terms.id, input: { version: 1, filename: 'conditions.exe' } }, { token })).updateAsset;
+      expect(renamed.details.filename).toBe('conditions.pdf');
+      // A row stored before these rules is served by them.
+      await app.db.prisma.asset.update({ where: { tenantId_id: { tenantId: tenant, id: terms.id } }, data: { fileName: 'old\u202Efdp.html' } });
+      expect((await get(renamed.publicUrl!)).headers.get('content-disposition')).toBe('attachment; filename=oldfdp.pdf');
+    });
+
     it('refuses a signedId whose content is not what was declared, and leaves nothing', async () => {
       const tenant = newTenant();
       const token = await app.token(tenant);
@@ -219,6 +248,41 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
         expect(r.data).toBeNull();
         expect(await rows(tenant)).toBe(0);
         expect(await storedKeys(app, tenant)).toEqual([]);
+      });
+
+      // The service's origin answers 301 to a LINK: never into the viewer's own network.
+      const NON_PUBLIC_URLS = [
+        'http://127.0.0.1/',
+        'http://169.254.169.254/latest/meta-data/',
+        'http://[::1]/',
+        'http://10.0.0.1/',
+        'http://192.168.1.1/admin',
+        'http://172.16.5.4:8080/',
+        'http://localhost:4000/graphql',
+        'http://LOCALHOST./',
+        'http://printer.local/',
+        'http://metadata.google.internal/',
+        'http://intranet/',
+        'http://[::ffff:127.0.0.1]/',
+        'http://[::ffff:a9fe:a9fe]/',
+        'http://[fe80::1]/',
+        'http://[fd00::1]/',
+        'http://2130706433/', // decimal 127.0.0.1
+        'http://0x7f000001/', // hex
+        'http://0177.0.0.1/', // octal
+        'http://127.1/', // short form
+        'http://0x7f.1/',
+        'http://%31%32%37.0.0.1/', // percent-encoded
+        'http://0.0.0.0/',
+        'http://0/',
+        'https://100.64.0.1/',
+      ];
+      it.each(NON_PUBLIC_URLS)('a LINK to the non-public host of %s is BAD_USER_INPUT on input.url', async (url) => {
+        const tenant = newTenant();
+        const r = await gql(app.url, CreateAssetDocument, { input: { type: 'LINK', access: 'PUBLIC', url } }, { token: await app.token(tenant) });
+        expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.url' });
+        expect(r.errors?.[0]?.message).toMatch(/public host/);
+        expect(await rows(tenant)).toBe(0);
       });
 
       it('a file over 50 MB is PAYLOAD_TOO_LARGE', async () => {
@@ -348,6 +412,9 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       ['a file for a LINK', 'LINK', async () => ({ file: pdf(1) }), 'input.file'],
       ['a URL for a BLOB', 'BLOB', async () => ({ url: 'https://example.com/' }), 'input.url'],
       ['a javascript: URL for a LINK', 'LINK', async () => ({ url: 'javascript:alert(1)' }), 'input.url'],
+      ['a loopback URL for a LINK', 'LINK', async () => ({ url: 'http://127.0.0.1:9200/_cat' }), 'input.url'],
+      ['a link-local URL for a LINK', 'LINK', async () => ({ url: 'http://169.254.169.254/' }), 'input.url'],
+      ['an IPv4-mapped loopback URL for a LINK', 'LINK', async () => ({ url: 'http://[::ffff:7f00:1]/' }), 'input.url'],
       ['an empty name', 'LINK', async () => ({ name: '' }), 'input.name'],
       ['version 0', 'LINK', async () => ({ version: 0 }), 'input.version'],
     ] as const)('refuses %s with BAD_USER_INPUT and changes nothing', async (_name, type, extra, field) => {
@@ -597,6 +664,7 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
     let pub: AssetFieldsFragment;
     let priv: AssetFieldsFragment;
     let link: AssetFieldsFragment;
+    let pubLink: AssetFieldsFragment;
     let pubBytes: Buffer;
     let privBytes: Buffer;
 
@@ -609,6 +677,7 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       privBytes = await bytesOf(doc);
       priv = await create(token, { type: 'BLOB', access: 'PRIVATE', key: 'docs/contract', file: doc });
       link = await create(token, { type: 'LINK', access: 'PRIVATE', key: 'ext', url: 'https://example.com/x?y=1' });
+      pubLink = await create(token, { type: 'LINK', access: 'PUBLIC', key: 'ext-public', url: 'https://example.com/public' });
     });
 
     it('GET /assets/{id}/download: 301 to the public URL for PUBLIC blobs and LINKs', async () => {
@@ -691,10 +760,32 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(Buffer.from(await res.arrayBuffer()).equals(privBytes)).toBe(true);
     });
 
-    it('GET /tenants/{tenant}/assets/{key}: a LINK answers 301 to its URL', async () => {
-      const res = await get(`/tenants/${tenant}/assets/ext`);
+    it('GET /tenants/{tenant}/assets/{key}: a PUBLIC LINK answers 301 to its URL to anyone', async () => {
+      const res = await get(`/tenants/${tenant}/assets/ext-public`);
+      expect(res.status).toBe(301);
+      expect(res.headers.get('location')).toBe(pubLink.publicUrl);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+    });
+
+    it('GET /tenants/{tenant}/assets/{key}: a PRIVATE LINK answers its 301 only to a token of its tenant with asset:read, like a PRIVATE blob', async () => {
+      const path = `/tenants/${tenant}/assets/ext`;
+      const refused = [
+        [await get(path), 401, 'UNAUTHENTICATED'],
+        [await get(path, bearer(await app.token(newTenant()))), 404, 'NOT_FOUND'],
+        [await get(path, bearer(await app.token(tenant, { scopes: ['asset:manage', 'media:read'] }))), 403, 'FORBIDDEN'],
+      ] as const;
+      for (const [res, status, code] of refused) {
+        expect(res.status).toBe(status);
+        expect(res.headers.get('location')).toBeNull();
+        const text = await res.text();
+        expect(text).not.toContain('example.com');
+        expect(JSON.parse(text)).toMatchObject({ error: { code } });
+      }
+      expect((await get(`${path}?handleError=true`, bearer(await app.token(newTenant())))).status).toBe(204);
+      const res = await get(path, bearer(token));
       expect(res.status).toBe(301);
       expect(res.headers.get('location')).toBe('https://example.com/x?y=1');
+      expect(res.headers.get('cache-control')).toBe('no-store');
     });
 
     it('a missing key is 404 with a JSON body, or an empty 204 with ?handleError=true; another tenant\'s key is missing', async () => {
@@ -709,6 +800,25 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect((await get(`/tenants/${tenant}/assets/img/photo?variant=NOPE`)).status).toBe(404);
       // A PRIVATE asset asked for with another tenant's token is missing too (204 with handleError).
       expect((await get(`/tenants/${tenant}/assets/docs/contract?handleError=true`, bearer(await app.token(newTenant())))).status).toBe(204);
+    });
+  });
+
+  describe('with ASSET_LINKS_ALLOW_PRIVATE_HOSTS=true', () => {
+    let intranet: TestApp;
+    beforeAll(async () => {
+      intranet = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0', ASSET_LINKS_ALLOW_PRIVATE_HOSTS: 'true' } });
+    });
+    afterAll(() => intranet?.close());
+
+    it('LINKs may name loopback, private and local-network hosts (an intranet deployment)', async () => {
+      const token = await intranet.token(newTenant());
+      for (const url of ['http://10.0.0.1/wiki', 'http://intranet/', 'http://[::1]:8080/']) {
+        const { createAsset } = await ok(intranet.url, CreateAssetDocument, { input: { type: 'LINK', access: 'PRIVATE', url } }, { token });
+        expect(createAsset.publicUrl).toBe(url);
+      }
+      // Everything else about a URL is still checked.
+      const r = await gql(intranet.url, CreateAssetDocument, { input: { type: 'LINK', access: 'PUBLIC', url: 'javascript:alert(1)' } }, { token });
+      expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.url' });
     });
   });
 

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { SecMediaUrlsDocument, SecUploadDocument } from '../generated/graphql.js';
+import { SecMediaUrlsDocument, SecUploadDocument, SecUploadManyDocument } from '../generated/graphql.js';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
-import { jpeg, pdf, pdfBytes, sha256Hex } from '../helpers/files.js';
+import { jpeg, pdf, pdfBytes, png, sha256Hex } from '../helpers/files.js';
 import { multipartBody, rawPost } from '../helpers/security.js';
 
 let app: TestApp;
@@ -285,5 +285,55 @@ describe('signed urls', () => {
     const head = await fetch(`${app.url}${photo.contentPath}?token=${encodeURIComponent(t)}`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(photoBytes.length));
+  });
+});
+
+describe('served file names: what is shown is what it is', () => {
+  const bytesOf = async (f: Blob) => Buffer.from(await f.arrayBuffer());
+  const dispositionOf = async (path: string) => (await fetch(`${app.url}${path}`, { headers: auth() })).headers.get('content-disposition');
+
+  it('strips bidi controls: "invoice\\u202Egnp.exe" (shown as "invoiceexe.png") is stored and served as what it is', async () => {
+    const up = await uploadNamed('invoice\u202Egnp.exe', await bytesOf(await png(40, 40)), 'image/png');
+    expect(up.fileName).toBe('invoicegnp.png');
+    expect(await dispositionOf(up.contentPath)).toBe('inline; filename=invoicegnp.png');
+    expect(await dispositionOf(`/media/${up.id}/variants/THUMB`)).toBe('inline; filename=invoicegnp-thumb.png');
+    const zw = await uploadNamed('re\u200Bport\u2066.pdf\u2069', pdfBytes(1), 'application/pdf');
+    expect(zw.fileName).toBe('report.pdf');
+  });
+
+  it('a PDF uploaded as invoice.html is stored and downloads as invoice.pdf, through every link', async () => {
+    const { upload } = await ok(app.url, SecUploadDocument, { input: { file: new File([pdfBytes(1)], 'invoice.html', { type: 'application/pdf' }), entity: { type: 'property', id: 'p-1' } } }, { token });
+    expect(upload.fileName).toBe('invoice.pdf');
+    expect(await dispositionOf(upload.contentPath)).toBe('attachment; filename=invoice.pdf');
+    const { media } = await ok(app.url, SecMediaUrlsDocument, { id: upload.id }, { token });
+    const viaUrl = await fetch(media!.url!);
+    expect(viaUrl.status).toBe(200);
+    expect(viaUrl.headers.get('content-disposition')).toBe('attachment; filename=invoice.pdf');
+  });
+
+  it('uploadMany names every file by its detected type', async () => {
+    const inputs = [
+      { file: new File([pdfBytes(1)], 'a.html', { type: 'application/pdf' }), entity: { type: 'property', id: 'p-1' } },
+      { file: new File([await bytesOf(await jpeg(32, 32))], 'b\u202Egpj.exe', { type: 'image/jpeg' }), entity: { type: 'property', id: 'p-1' } },
+    ];
+    const { uploadMany } = await ok(app.url, SecUploadManyDocument, { inputs }, { token });
+    expect(uploadMany.map((m) => m.fileName)).toEqual(['a.pdf', 'bgpj.jpg']);
+  });
+
+  it('rows stored before these rules are served by them', async () => {
+    const up = await uploadNamed('legacy.pdf', pdfBytes(1), 'application/pdf');
+    await app.db.prisma.media.update({ where: { tenantId_id: { tenantId: tenant, id: up.id } }, data: { fileName: 'legacy\u202Efdp.html' } });
+    const { media } = await ok(app.url, SecMediaUrlsDocument, { id: up.id }, { token });
+    expect(media!.fileName).toBe('legacyfdp.pdf');
+    expect(await dispositionOf(up.contentPath)).toBe('attachment; filename=legacyfdp.pdf');
+  });
+
+  it('DOC and XLS (one container format, told apart by the extension) keep their names and types', async () => {
+    const cfb = Buffer.concat([Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]), Buffer.alloc(4096, 1)]);
+    const company = { type: 'company', id: 'c-1' };
+    const doc = await ok(app.url, SecUploadDocument, { input: { file: new File([cfb], 'Report.DOC'), entity: company } }, { token });
+    const xls = await ok(app.url, SecUploadDocument, { input: { file: new File([cfb], 'bud\u200Bget.xls'), entity: company } }, { token });
+    expect([doc.upload.fileName, doc.upload.mediaType]).toEqual(['Report.DOC', 'application/msword']);
+    expect([xls.upload.fileName, xls.upload.mediaType]).toEqual(['budget.xls', 'application/vnd.ms-excel']);
   });
 });

@@ -90,6 +90,17 @@ describe(`direct uploads (${STORAGE_DRIVER})`, () => {
     expect(await storedKeys(app, tenant)).toEqual([]);
   });
 
+  it('names the media by its detected type, without bidi controls: "invoice\\u202Efdp.html" holding a PDF is invoicefdp.pdf', async () => {
+    const token = await app.token(newTenant());
+    const bytes = pdfBytes(1);
+    const t = await ticket(token, bytes, 'application/pdf', { filename: 'invoice\u202Efdp.html' });
+    expect((await put(t, bytes)).status).toBe(200);
+    const { completeDirectUpload: m } = await ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'property', id: 'p1' } }, { token });
+    expect(m.fileName).toBe('invoicefdp.pdf');
+    const res = await fetch(m.url!);
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename=invoicefdp.pdf');
+  });
+
   it('refuses content whose detected type is not the declared one (HTML declared as PNG)', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);

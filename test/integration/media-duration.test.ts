@@ -56,6 +56,14 @@ describe(`durationSeconds (${STORAGE_DRIVER})`, () => {
     expect(upload.durationSeconds).toBeNull();
   });
 
+  it('leaves it null when a forged mvhd claims 2^63 units (9.2e18 s)', async () => {
+    const token = await app.token(newTenant());
+    const bytes = mp4Bytes({ version: 1, timescale: 1, duration: 2n ** 63n });
+    const { upload } = await ok(app.url, UploadDocument, { input: { file: file(bytes, 'forged.mp4', 'video/mp4'), entity: { type: 'property', id: 'p1' } } }, { token });
+    expect(upload.kind).toBe('VIDEO');
+    expect(upload.durationSeconds).toBeNull();
+  });
+
   it('reads it on a direct upload too', async () => {
     const token = await app.token(newTenant());
     const bytes = mp4Bytes({ timescale: 600, duration: 600 * 12 });

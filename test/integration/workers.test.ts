@@ -56,6 +56,17 @@ describe(`worker API (${STORAGE_DRIVER})`, () => {
     expect(sha(Buffer.from(await res.arrayBuffer()))).toBe(sha(signed));
   });
 
+  it('uploadSignedDocument names the document by its type, without bidi controls', async () => {
+    const tenant = newTenant();
+    const { token, original } = await leaseWithOriginal(tenant);
+    const file = new File([pdfBytes(1)], 'lease\u202Efdp.exe', { type: 'application/pdf' });
+    const { uploadSignedDocument: m } = await ok(app.url, UploadSignedDocumentDocument, { mediaId: original.id, file }, worker(tenant));
+    const res = await fetch(`${app.url}/media/${m.id}/content`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.headers.get('content-disposition')).toBe('attachment; filename=leasefdp.pdf');
+    const { media } = await ok(app.url, MediaDocument, { id: m.id }, { token });
+    expect(media!.fileName).toBe('leasefdp.pdf');
+  });
+
   it('uploadSignedDocument accepts only PDFs and stores nothing otherwise', async () => {
     const tenant = newTenant();
     const { original } = await leaseWithOriginal(tenant);

@@ -67,6 +67,13 @@ describe('loadConfig', () => {
     expect(c.jwt.secret).toBe('s'.repeat(32));
   });
 
+  it('refuses LINK assets to non-public hosts unless ASSET_LINKS_ALLOW_PRIVATE_HOSTS says otherwise', () => {
+    expect(loadConfig({}).assetLinksAllowPrivateHosts).toBe(false);
+    expect(loadConfig({ ASSET_LINKS_ALLOW_PRIVATE_HOSTS: 'true' }).assetLinksAllowPrivateHosts).toBe(true);
+    expect(loadConfig({ ASSET_LINKS_ALLOW_PRIVATE_HOSTS: '0' }).assetLinksAllowPrivateHosts).toBe(false);
+    expect(configError({ ASSET_LINKS_ALLOW_PRIVATE_HOSTS: 'yes' }).message).toMatch(/ASSET_LINKS_ALLOW_PRIVATE_HOSTS/);
+  });
+
   it.each([['abc'], ['-1'], ['65536'], ['80.5']])('refuses PORT=%s, naming PORT', (port) => {
     const e = configError({ PORT: port });
     expect(e.message).toMatch(/^invalid configuration:/);

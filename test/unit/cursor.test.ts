@@ -58,6 +58,15 @@ describe('cursor', () => {
     expect(e.message).toBe('Invalid cursor');
   });
 
+  it('refuses a date before the earliest PostgreSQL timestamptz (4714-11-24 BC); accepts that instant and the latest JavaScript date', () => {
+    const at = (iso: string) => enc([iso, ID]);
+    for (const iso of ['-004713-11-23T23:59:59.999Z', '-010000-01-01T00:00:00.000Z', '-271821-04-20T00:00:00.000Z']) {
+      expect(badInput(() => decodeCursor(at(iso), 'after')).message).toBe('Invalid cursor');
+    }
+    expect(decodeCursor(at('-004713-11-24T00:00:00.000Z'))?.createdAt.getTime()).toBe(Date.UTC(-4713, 10, 24));
+    expect(decodeCursor(at('+275760-09-13T00:00:00.000Z'))?.createdAt.getTime()).toBe(8.64e15);
+  });
+
   it('names the field it was given', () => {
     expect(badInput(() => decodeCursor('%%%', 'media.after')).extensions['field']).toBe('media.after');
   });

@@ -62,6 +62,32 @@ describe('MP4 duration', () => {
   });
 });
 
+describe('implausible durations are no duration', () => {
+  const WEEK = 7 * 24 * 3600;
+
+  it('a forged version 1 mvhd of 2^63 units (9.2e18 s), and 2^64-2', () => {
+    expect(probe('video/mp4', mp4Bytes({ version: 1, timescale: 1, duration: 2n ** 63n }))).toBeUndefined();
+    expect(probe('video/mp4', mp4Bytes({ version: 1, timescale: 1000, duration: 2n ** 64n - 2n }))).toBeUndefined();
+  });
+
+  it('a version 0 mvhd of 136 years; a week is believed, a second more is not', () => {
+    expect(probe('video/mp4', mp4Bytes({ timescale: 1, duration: 0xfffffffe }))).toBeUndefined();
+    expect(probe('video/mp4', mp4Bytes({ timescale: 1, duration: WEEK }))).toBe(WEEK);
+    expect(probe('video/mp4', mp4Bytes({ timescale: 1, duration: WEEK + 1 }))).toBeUndefined();
+    expect(probe('video/mp4', mp4Bytes({ version: 1, timescale: 90_000, duration: 90_000n * BigInt(WEEK) + 1n }))).toBeUndefined();
+  });
+
+  it('an MP3 whose Xing or VBRI header claims 2^32-1 frames (3.6 years)', () => {
+    for (const header of ['Xing', 'VBRI'] as const) {
+      const bytes = mp3Bytes({ frames: 10, header });
+      const at = header === 'VBRI' ? 36 + 14 : 4 + 32 + 8;
+      expect(bytes.readUInt32BE(at)).toBe(10);
+      bytes.writeUInt32BE(0xffffffff, at);
+      expect(probe('audio/mpeg', bytes), header).toBeUndefined();
+    }
+  });
+});
+
 describe('MP3 duration', () => {
   const mpeg1Frame = 1152 / 44_100;
 

@@ -1,5 +1,6 @@
 import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
 import type { VariantRecord } from '../media/media.record.js';
+import { sanitiseFileName } from '../media/file-name.js';
 
 /** The size limit of a blob asset (SPEC 11: 50 MB, binary megabytes as every limit here). */
 export const ASSET_MAX_BYTES = 50 * 1024 * 1024;
@@ -76,7 +77,8 @@ export function assetFromRow(r: AssetRow): AssetRecord {
     active: r.active,
     linkUrl: r.link_url,
     storageKey: r.storage_key,
-    fileName: r.file_name,
+    // Rows stored before today's naming rules are served by them (idempotent for newer rows).
+    fileName: r.file_name === null ? null : sanitiseFileName(r.file_name, r.mime_type),
     mimeType: r.mime_type,
     bytes: r.bytes === null ? null : Number(r.bytes),
     checksum: r.checksum,

@@ -9,11 +9,13 @@ import type { DirectUploadService } from '../direct-uploads/direct-upload.servic
 import { isUuid } from '../media/cursor.js';
 import { processImageWith } from '../media/images.js';
 import { receiveUpload } from '../media/receive-upload.js';
-import { discardUpload, sanitiseFileName } from '../media/upload.service.js';
+import { discardUpload } from '../media/upload.service.js';
+import { sanitiseFileName } from '../media/file-name.js';
 import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetRef, type AssetRow, type AssetVariantRecord } from './asset.record.js';
 import { assetRepository, pageStatements } from './asset.repository.js';
 import { queryError } from './query-language.js';
+import { checkLinkUrl } from './link-url.js';
 
 type Upload = IncomingFile;
 
@@ -74,6 +76,8 @@ export interface AssetServiceDeps {
   storage: Storage;
   directUploads: DirectUploadService;
   logger: Logger;
+  /** LINK urls may name loopback, private and link-local hosts (ASSET_LINKS_ALLOW_PRIVATE_HOSTS; default: refused). */
+  allowNonPublicLinkHosts?: boolean;
 }
 
 /**
@@ -154,7 +158,7 @@ export class AssetService {
         id = upload.id;
         blob = await this.withVariants(assetKeys.revision(tenant, id, revision(1)), {
           storageKey: upload.storageKey,
-          fileName: fields.filename ?? upload.fileName,
+          fileName: sanitiseFileName(fields.filename ?? upload.fileName, upload.mime),
           mimeType: upload.mime,
           bytes: upload.size,
           checksum: upload.checksum,
@@ -208,7 +212,7 @@ export class AssetService {
         Prisma.sql`storage_key = ${blob.storageKey}, file_name = ${blob.fileName}, mime_type = ${blob.mimeType}, bytes = ${blob.bytes}::bigint,
                    checksum = ${blob.checksum}, variants = ${JSON.stringify(blob.variants)}::jsonb`,
       );
-    } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${fields.filename}`);
+    } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${sanitiseFileName(fields.filename, current.mimeType)}`);
     set.push(Prisma.sql`version = version + 1, modified_at = now()`);
 
     let rows: AssetRow[];
@@ -260,7 +264,7 @@ export class AssetService {
       key: input.key == null ? undefined : checkKey(input.key),
       refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
       priority: input.priority ?? undefined,
-      url: input.url == null ? null : checkUrl(input.url),
+      url: input.url == null ? null : this.checkUrl(input.url),
       filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
     };
   }
@@ -274,9 +278,13 @@ export class AssetService {
       refIds: input.refIds == null ? undefined : checkRefs(input.refIds),
       priority: input.priority ?? undefined,
       active: input.active ?? undefined,
-      url: input.url == null ? undefined : checkUrl(input.url),
+      url: input.url == null ? undefined : this.checkUrl(input.url),
       filename: input.filename == null ? undefined : sanitiseFileName(input.filename),
     };
+  }
+
+  private checkUrl(url: string): string {
+    return checkLinkUrl(url, { allowNonPublicHosts: this.deps.allowNonPublicLinkHosts ?? false });
   }
 
   /** Streams an uploaded file into a new revision folder of the asset, then writes its image variants. */
@@ -295,7 +303,7 @@ export class AssetService {
     });
     return this.withVariants(folder, {
       storageKey,
-      fileName: filename ?? received.fileName,
+      fileName: sanitiseFileName(filename ?? received.fileName, received.mime),
       mimeType: received.mime,
       bytes: received.size,
       checksum: received.checksum,
@@ -391,16 +399,3 @@ function checkRefs(refs: AssetRef[]): AssetRef[] {
   return out;
 }
 
-/** An absolute http(s) URL without credentials; anything else (javascript:, data:, relative) is refused. */
-export function checkUrl(raw: string): string {
-  let url: URL;
-  try {
-    url = new URL(raw.trim());
-  } catch {
-    throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
-  }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) throw errors.badInput('input.url', 'url must be an absolute http(s) URL');
-  if (url.username || url.password) throw errors.badInput('input.url', 'url must not carry credentials');
-  if (url.href.length > 2048) throw errors.badInput('input.url', 'url is longer than 2048 characters');
-  return url.href;
-}

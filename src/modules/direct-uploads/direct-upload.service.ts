@@ -12,7 +12,7 @@ import { processImage } from '../media/images.js';
 import { InspectStream, type InspectResult } from '../media/inspect-stream.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
 import type { UploadService } from '../media/upload.service.js';
-import { sanitiseFileName } from '../media/upload.service.js';
+import { sanitiseFileName } from '../media/file-name.js';
 import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, type PolicyRegistry } from '../policy/policy.js';
 import type { SignedIds } from './signed-id.js';
@@ -216,7 +216,8 @@ export class DirectUploadService {
       if (Buffer.from(facts.checksum, 'hex').toString('base64') !== row.checksum) {
         throw errors.integrity('The uploaded content does not match the declared checksum');
       }
-      return { id, storageKey: row.storage_key, fileName: row.file_name, ...facts };
+      // The ticket kept the client's name (DOC and XLS are told apart by it); the media gets it with the detected type's extension.
+      return { id, storageKey: row.storage_key, fileName: sanitiseFileName(row.file_name, facts.mime), ...facts };
     } catch (e) {
       await this.deps.uploads.removeObjects(tenant, [id]);
       throw isAppError(e) ? e : errors.storageUnavailable(e);

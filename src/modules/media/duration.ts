@@ -3,7 +3,8 @@
 // a few header bytes and keeps nothing else: an MP4's movie header (`mvhd` inside
 // `moov`, wherever `moov` sits in the file, large boxes skipped by arithmetic), an
 // MP3's Xing/Info or VBRI frame count, or its constant bitrate and byte count.
-// Anything unexpected gives no duration rather than a wrong one.
+// Anything unexpected, or implausible (not finite, not positive, over
+// MAX_PLAUSIBLE_SECONDS), gives no duration rather than a wrong one.
 
 export interface DurationProbe {
   /** Sees the next bytes of the file, in order. Never throws. */
@@ -19,7 +20,17 @@ export function durationProbeFor(mime: string): DurationProbe | undefined {
   return undefined;
 }
 
-const round = (seconds: number): number | undefined => (Number.isFinite(seconds) && seconds > 0 ? Math.round(seconds * 1000) / 1000 : undefined);
+/**
+ * The longest duration believed: 7 days. Headers are the client's bytes, and a
+ * forged one says anything (an mvhd of 2^63 units, 2^32 MP3 frames: centuries).
+ * Real uploads here are clips, tours and recordings of hours; a week is far past
+ * them (and past what 100 MiB of video holds at any usable bitrate), so a longer
+ * claim is reported as no duration rather than a wrong one.
+ */
+export const MAX_PLAUSIBLE_SECONDS = 7 * 24 * 3600;
+
+const round = (seconds: number): number | undefined =>
+  Number.isFinite(seconds) && seconds > 0 && seconds <= MAX_PLAUSIBLE_SECONDS ? Math.round(seconds * 1000) / 1000 : undefined;
 
 /** Gathers bytes at fixed absolute offsets of a stream that is seen chunk by chunk. */
 class Gather {

@@ -1,4 +1,5 @@
 import type { MediaKind, SecurityLevel, MediaRole } from '../../generated/prisma/enums.js';
+import { sanitiseFileName } from './file-name.js';
 
 export interface VariantRecord {
   name: 'THUMB' | 'MEDIUM' | 'LARGE' | 'LARGE_2X';
@@ -82,7 +83,8 @@ export function mediaFromRow(r: MediaRow): MediaRecord {
   return {
     id: r.id,
     tenantId: r.tenant_id,
-    fileName: r.file_name,
+    // Rows stored before today's naming rules are served by them (idempotent for newer rows).
+    fileName: sanitiseFileName(r.file_name, r.media_type),
     mediaType: r.media_type,
     kind: r.kind,
     fileSize: Number(r.file_size),

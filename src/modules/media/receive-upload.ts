@@ -3,10 +3,10 @@ import type { IncomingFile } from '../../graphql/multipart.js';
 import { AppError, errors, isAppError } from '../../errors/index.js';
 import { normaliseMime } from '../policy/media-types.js';
 import { InspectStream, type InspectResult } from './inspect-stream.js';
-import { sanitiseFileName } from './upload.service.js';
+import { sanitiseFileName } from './file-name.js';
 
 export interface ReceivedUpload<T> extends InspectResult {
-  /** The client's file name, sanitised. */
+  /** The client's file name, sanitised, its extension agreeing with the detected type. */
   fileName: string;
   /** What `write` returned. */
   written: T;
@@ -62,7 +62,8 @@ export async function receiveUpload<T>(incoming: IncomingFile, options: ReceiveO
   try {
     const written = await options.write(inspector, declared ?? 'application/octet-stream');
     if (cut || (source as Readable & { truncated?: boolean }).truncated) throw errors.tooLarge(options.limit);
-    return { fileName, written, ...inspector.result() };
+    const facts = inspector.result();
+    return { fileName: sanitiseFileName(fileName, facts.mime), written, ...facts };
   } catch (e) {
     source.unpipe(inspector);
     source.on('error', () => undefined);

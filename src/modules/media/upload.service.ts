@@ -244,10 +244,5 @@ export class UploadService {
   }
 }
 
-/** Keeps the client's name for display and Content-Disposition, without path parts or control characters. */
-export function sanitiseFileName(name: string | undefined): string {
-  const base = (name ?? '').split(/[\\/]/).pop() ?? '';
-  // eslint-disable-next-line no-control-regex
-  const clean = base.replace(/[\u0000-\u001f\u007f]/g, '').trim().slice(0, 255);
-  return clean || 'file';
-}
+// The naming rules moved to their own file; kept here for the modules that import them from this one.
+export { sanitiseFileName } from './file-name.js';
