@@ -54,6 +54,7 @@ const EnvSchema = z.object({
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+  DIRECT_UPLOAD_MAX_OUTSTANDING: z.coerce.number().int().min(1).max(100_000).default(100),
   MEDIA_KIND_LIMITS_MB: optionalString.transform((raw, ctx) => {
     const out: Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>> = {};
     if (!raw) return out;
@@ -103,6 +104,8 @@ export interface Config {
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
   readonly directUploadTtlSeconds: number;
+  /** Direct upload tickets a tenant may hold at once (unexpired, not completed). */
+  readonly directUploadMaxOutstanding: number;
   /** How often the orphan sweep runs inside the service (0: never). */
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
@@ -152,6 +155,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     introspection: e.INTROSPECTION ?? true,
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     directUploadTtlSeconds: e.DIRECT_UPLOAD_TTL_SECONDS,
+    directUploadMaxOutstanding: e.DIRECT_UPLOAD_MAX_OUTSTANDING,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
   });
