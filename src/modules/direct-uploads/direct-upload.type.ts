@@ -21,7 +21,7 @@ export class DirectUpload {
   @Field(() => String, { description: 'Tamper-proof, tenant-bound, single-use id for completeDirectUpload or createAsset (a completion that fails leaves it usable).' })
   signedId!: string;
 
-  @Field(() => String, { description: 'Staging key of the upload, where the PUT writes; completion copies the verified bytes to the new media\'s or asset\'s own key.' })
+  @Field(() => String, { description: 'Staging key of the upload, in its own object group (a presigned PUT writes it); completion copies the verified bytes to the new media\'s or asset\'s own key.' })
   key!: string;
 
   @Field(() => String, { description: 'File name as declared.' })
