@@ -98,6 +98,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     signedIds: new SignedIds(secrets.linkSigningKey),
     logger,
     ttlSeconds: config.directUploadTtlSeconds,
+    maxOutstanding: config.directUploadMaxOutstanding,
     baseUrl: () => baseUrl,
   });
   const services: Services = Object.freeze({

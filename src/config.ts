@@ -54,6 +54,7 @@ const EnvSchema = z.object({
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
+  DIRECT_UPLOAD_MAX_OUTSTANDING: z.coerce.number().int().min(1).max(100_000).default(100),
   MEDIA_KIND_LIMITS_MB: optionalString.transform((raw, ctx) => {
     const out: Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>> = {};
     if (!raw) return out;
@@ -119,6 +120,8 @@ export interface Config {
     /** How long an idle keep-alive connection waits for its next request. */
     readonly keepAliveTimeoutMs: number;
   };
+  /** Direct upload tickets a tenant may hold at once (unexpired, not completed). */
+  readonly directUploadMaxOutstanding: number;
   /** How often the orphan sweep runs inside the service (0: never). */
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
@@ -179,6 +182,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       idleTimeoutMs: e.HTTP_IDLE_TIMEOUT_SECONDS * 1000,
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
     }),
+    directUploadMaxOutstanding: e.DIRECT_UPLOAD_MAX_OUTSTANDING,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
     assetLinksAllowPrivateHosts: e.ASSET_LINKS_ALLOW_PRIVATE_HOSTS ?? false,

@@ -12,8 +12,24 @@ export function directUploadRoutes(services: Services): Router {
   router.put(
     '/direct-uploads/:signedId',
     route(services.logger, async (req, res) => {
+      // The client can reset at any moment: the request's errors reach receive()
+      // through its own stream handling; this listener only keeps one from ever
+      // being an unhandled 'error' event.
+      req.on('error', () => undefined);
       const length = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
-      await services.directUploads.receive(String(req.params['signedId']), req.headers['content-type'], length, req);
+      try {
+        await services.directUploads.receive(String(req.params['signedId']), req.headers['content-type'], length, req);
+      } catch (e) {
+        if (!req.complete) {
+          // Refused before the body ended (at once, or at the size limit): the
+          // connection cannot carry another request, so close it after the answer,
+          // and drop what still arrives so that the answer goes out.
+          res.setHeader('Connection', 'close');
+          req.unpipe();
+          req.resume();
+        }
+        throw e;
+      }
       res.status(200).end();
     }),
   );

@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, access, readdir } from 'node:fs/promises';
+import { mkdir, rename, rm, stat, access, readdir, link, copyFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -30,8 +30,19 @@ export class LocalDiskStorage implements Storage {
   }
 
   async put(key: string, body: Readable): Promise<ObjectInfo> {
+    // The body can fail while we still await mkdir (a size limit upstream, the client
+    // gone): listen before the first await, so that its error becomes this call's
+    // rejection and never an unhandled 'error' event. The listener stays for the
+    // body's life: a later error must not crash the process either.
+    let failure: unknown;
+    body.on('error', (e) => (failure ??= e));
     const target = this.pathOf(key);
     await mkdir(this.tmpDir, { recursive: true });
+    // An errored or destroyed body emits nothing more: piping it would wait forever.
+    if (failure !== undefined || body.errored || body.destroyed) {
+      body.resume();
+      throw failure ?? body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
+    }
     const tmp = path.join(this.tmpDir, randomUUID());
     let size = 0;
     body.on('data', (c: Buffer) => {
@@ -71,6 +82,39 @@ export class LocalDiskStorage implements Storage {
       return { size: s.size };
     } catch {
       return null;
+    }
+  }
+
+  /**
+   * A hard link: atomic, no bytes copied, and safe because nothing here writes a
+   * file in place (put writes a new file and renames it over the key), so later
+   * puts to `from` leave `to` untouched. Where the file system has no hard links, a
+   * copy written under .tmp and renamed into place.
+   */
+  async copy(from: string, to: string): Promise<void> {
+    const source = this.pathOf(from);
+    const target = this.pathOf(to);
+    await mkdir(path.dirname(target), { recursive: true });
+    const hardLink = () => link(source, target);
+    try {
+      await hardLink().catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+        await rm(target, { force: true });
+        await hardLink();
+      });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') throw errors.notFound('Object', from);
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'EMLINK') throw e;
+      const tmp = path.join(this.tmpDir, randomUUID());
+      try {
+        await mkdir(this.tmpDir, { recursive: true });
+        await copyFile(source, tmp);
+        await rename(tmp, target);
+      } catch (err) {
+        await rm(tmp, { force: true });
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? errors.notFound('Object', from) : err;
+      }
     }
   }
 

@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -106,18 +107,34 @@ export class S3Storage implements Storage {
     // sharp's output to its end would otherwise destroy it before its writable side
     // finished (an AbortError), and our own early exit must not destroy the caller's stream.
     const counter = new Counter();
+    // A request whose body failed or ended short would otherwise wait for bytes that never come.
+    const abort = new AbortController();
     // Reported through put()'s own rejection; the SDK may not be listening yet.
     counter.on('error', () => undefined);
-    body.on('error', (e) => counter.destroy(e));
+    body.on('error', (e) => {
+      counter.destroy(e);
+      abort.abort(e);
+    });
     body.pipe(counter);
     if (options.size !== undefined) {
+      const size = options.size;
+      const short = () => new Error(`the body of ${key} ended after ${counter.bytes} of its ${size} bytes`);
+      counter.once('end', () => {
+        if (counter.bytes !== size) abort.abort(short());
+      });
       // Known length: one PutObject streams it, with no part buffering.
       try {
         await this.client.send(
-          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: counter, ContentLength: options.size, ContentType: options.contentType, ...sseParams(options.sseKey) }),
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: counter, ContentLength: size, ContentType: options.contentType, ...sseParams(options.sseKey) }),
+          { abortSignal: abort.signal },
         );
       } catch (e) {
-        throw body.errored ? body.errored : mapS3Error(e, key);
+        const sourceError = body.errored ?? (counter.readableEnded && counter.bytes !== size ? short() : undefined);
+        if (!sourceError) throw mapS3Error(e, key);
+        // S3 stores nothing of a PutObject cut short, but some stores (s3rver) write in
+        // place: never leave what the failed source sent.
+        await this.delete(key).catch(() => undefined);
+        throw sourceError;
       }
       return { size: counter.bytes };
     }
@@ -163,6 +180,20 @@ export class S3Storage implements Storage {
     } catch (e) {
       if (isNotFound(e)) return null;
       throw mapS3Error(e, key);
+    }
+  }
+
+  /**
+   * One CopyObject (metadata copied with it; a standard operation on AWS S3 and Ceph
+   * RGW). Its 5 GiB limit is the limit of the single PUT that writes a direct upload.
+   */
+  async copy(from: string, to: string): Promise<void> {
+    try {
+      await this.client.send(
+        new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}` }),
+      );
+    } catch (e) {
+      throw mapS3Error(e, from);
     }
   }
 

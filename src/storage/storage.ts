@@ -50,11 +50,23 @@ export interface ObjectInfo {
  */
 export interface Storage {
   readonly driver: 'local' | 's3';
-  /** Writes the stream; the object appears only when the stream ended without error. */
+  /**
+   * Writes the stream; the object appears only when the stream ended without error.
+   * A body that fails at any time, even before put reads it (or that has already
+   * failed), makes put reject with the body's error and store nothing: drivers
+   * listen for the body's errors from the moment put is called.
+   */
   put(key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo>;
   get(key: string, range?: ByteRange, options?: GetOptions): Promise<Readable>;
   /** Size of the object, or null when it does not exist. */
   head(key: string): Promise<ObjectInfo | null>;
+  /**
+   * Copies an object to another key (replacing what is there): `to` is then an
+   * object of its own, which later writes to `from` never change. A missing
+   * `from` is NOT_FOUND. Direct uploads use it to take verified bytes out of reach
+   * of a late PUT (SPEC 10).
+   */
+  copy(from: string, to: string): Promise<void>;
   /** Idempotent: deleting a missing object is not an error. */
   delete(key: string): Promise<void>;
   /** Deletes every object whose key starts with prefix (a media's original and variants). */

@@ -14,6 +14,7 @@ import {
 import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
 import { codeOf, gql, ok } from '../helpers/client.js';
 import { htmlAsPng, jpeg, jpegOfSize, pdf, pdfBytes, png } from '../helpers/files.js';
+import { htmlOfSize, openPut, serviceUploadUrl } from '../helpers/direct-put.js';
 import { storedKeys } from '../helpers/stored.js';
 
 let app: TestApp;
@@ -152,7 +153,8 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(codeOf(other)).toBe('NOT_FOUND');
 
       const a = await create(token, { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId, key: 'swatch' });
-      expect(a.id).toBe(ticket.key.split('/')[1]);
+      // A fresh id: the ticket's object group is not the asset's.
+      expect(a.id).not.toBe(ticket.key.split('/')[1]);
       expect(a).toMatchObject({ name: 'swatch.png', details: { filename: 'swatch.png', mimeType: 'image/png', bytes: bytes.length, checksum: sha256(bytes) } });
       expect(a.variants.map((v) => v.name)).toEqual(['THUMB']);
       const served = await get(a.publicUrl!);
@@ -162,11 +164,11 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(codeOf(again)).toBe('CONFLICT');
       expect(await rows(tenant)).toBe(1);
 
-      // The object stays where the browser put it; the variant goes beside it.
+      // The verified bytes were copied into the asset's first revision folder, the
+      // variant beside them; the staged object is gone.
       const keys = await storedKeys(app, tenant);
       expect(keys).toHaveLength(2);
-      expect(keys).toContain(ticket.key);
-      expect(keys.find((k) => k !== ticket.key)).toMatch(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/THUMB$`));
+      expect(keys).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/original$`)), expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/THUMB$`))]));
       // The sweep leaves the asset's objects alone once the ticket is done with.
       await sweep(tenant);
       expect(await storedKeys(app, tenant)).toEqual(keys);
@@ -202,6 +204,40 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect((await get(renamed.publicUrl!)).headers.get('content-disposition')).toBe('attachment; filename=oldfdp.pdf');
     });
 
+    it('bytes PUT after verification never reach a PUBLIC asset (a PUT racing createAsset)', async () => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const good = await bytesOf(await png(400, 300));
+      const evil = htmlOfSize(good.length);
+      const ticket = (
+        await ok(app.url, CreateDirectUploadDocument, {
+          input: { filename: 'hero.png', contentType: 'image/png', byteSize: good.length, checksum: createHash('sha256').update(good).digest('base64') },
+        }, { token })
+      ).createDirectUpload;
+      expect((await fetch(ticket.url, { method: 'PUT', headers: ticket.headers.all as Record<string, string>, body: good })).status).toBe(200);
+      const late = openPut(serviceUploadUrl(app.url, ticket.signedId), { 'content-type': 'image/png', 'content-length': String(good.length) });
+      late.req.write(evil.subarray(0, good.length >> 1));
+      await new Promise((r) => setTimeout(r, 500));
+      const a = await create(token, { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId, key: 'hero' });
+      expect(a.details).toMatchObject({ mimeType: 'image/png', checksum: sha256(good) });
+      late.req.end(evil.subarray(good.length >> 1));
+      const res = await late.response;
+      expect(res.status).toBe(409);
+      expect(res.json?.error?.code).toBe('CONFLICT');
+      // Anyone, by the public URL: the verified PNG, matching the row's checksum.
+      const publicRes = await get(a.publicUrl!);
+      expect(publicRes.status).toBe(200);
+      expect(publicRes.headers.get('content-type')).toBe('image/png');
+      const bytes = Buffer.from(await publicRes.arrayBuffer());
+      expect(bytes.equals(good)).toBe(true);
+      const row = await app.db.prisma.asset.findFirstOrThrow({ where: { tenantId: tenant, id: a.id } });
+      expect(row.checksum).toBe(sha256(bytes));
+      // And a PUT to the ticket's own url afterwards (a presigned URL cannot be revoked) changes nothing served.
+      await fetch(ticket.url, { method: 'PUT', headers: ticket.headers.all as Record<string, string>, body: evil });
+      expect(Buffer.from(await (await get(a.publicUrl!)).arrayBuffer()).equals(good)).toBe(true);
+      expect((await storedKeys(app, tenant)).filter((k) => !k.startsWith(`${tenant}/${a.id}/`))).toEqual(STORAGE_DRIVER === 's3' ? [ticket.key] : []);
+    });
+
     it('refuses a signedId whose content is not what was declared, and leaves nothing', async () => {
       const tenant = newTenant();
       const token = await app.token(tenant);
@@ -217,6 +253,11 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       const forged = await gql(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PRIVATE', signedId: `${ticket.signedId}x` } }, { token });
       expect(forged.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.signedId' });
       expect(await rows(tenant)).toBe(0);
+      // Only the PUT's own bytes, in the ticket's group (still usable; the sweep removes them once it expires).
+      const ticketId = ticket.key.split('/')[1]!;
+      expect((await storedKeys(app, tenant)).filter((k) => !k.startsWith(`${tenant}/${ticketId}/`))).toEqual([]);
+      await app.db.prisma.$executeRaw`UPDATE direct_upload SET expires_at = now() - interval '1 second' WHERE id = ${ticketId}::uuid`;
+      await sweep(tenant);
       expect(await storedKeys(app, tenant)).toEqual([]);
     });
 

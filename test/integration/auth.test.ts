@@ -233,6 +233,7 @@ describe('unknown internal failures are masked', () => {
             throw new Error(`read failed for ${SECRET}`);
           },
           head: (k) => real.head(k),
+          copy: (f, t) => real.copy(f, t),
           delete: (k) => real.delete(k),
           deletePrefix: (p) => real.deletePrefix(p),
           list: (p) => real.list(p),

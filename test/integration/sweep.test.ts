@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID, createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CreateDirectUploadDocument, UploadDocument } from '../generated/graphql.js';
+import { CompleteDirectUploadDocument, CreateDirectUploadDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdf, pdfBytes } from '../helpers/files.js';
@@ -54,6 +54,11 @@ describe('orphan sweep', () => {
     ).createDirectUpload;
     await fetch(pending.url, { method: 'PUT', headers: pending.headers.all as Record<string, string>, body: bytes });
 
+    const pendingId = pending.key.split('/')[1]!;
+    // The object the pending ticket points at (its staging key, or the key the service's own PUT endpoint wrote).
+    const pendingObject = (await app.db.prisma.directUpload.findFirstOrThrow({ where: { id: pendingId } })).storageKey;
+    expect(pendingObject.startsWith(`${tenant}/${pendingId}/`)).toBe(true);
+
     // With a grace period longer than everything's age, nothing is touched.
     const gentle = await app.services.sweep.run({ graceSeconds: 3600, tenant });
     expect(gentle).toMatchObject({ deletedMediaPurged: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0 });
@@ -69,18 +74,66 @@ describe('orphan sweep', () => {
     expect(keys.filter((k) => k.includes(orphanId))).toEqual([]);
     expect(keys.filter((k) => k.includes(doomed.id))).toEqual([]);
     expect(keys.filter((k) => k.includes(ticketId))).toEqual([]);
-    expect(keys).toContain(pending.key);
+    expect(keys).toContain(pendingObject);
     expect(keys.filter((k) => k.includes(live.id)).sort()).toEqual(liveKeys.filter((k) => k.includes(live.id)).sort());
 
     // Rows: the deleted media and the expired ticket are gone; the live ones stay.
     expect(await app.db.prisma.media.findMany({ where: { tenantId: tenant }, select: { id: true } })).toEqual([{ id: live.id }]);
-    const tickets = await app.db.prisma.directUpload.findMany({ where: { tenantId: tenant }, select: { storageKey: true } });
-    expect(tickets).toEqual([{ storageKey: pending.key }]);
+    const tickets = await app.db.prisma.directUpload.findMany({ where: { tenantId: tenant }, select: { id: true, storageKey: true } });
+    expect(tickets).toEqual([{ id: pendingId, storageKey: pendingObject }]);
 
     // Nothing is left pointing at a missing object: every remaining media has its original.
     for (const m of await app.db.prisma.media.findMany({ where: { tenantId: tenant } })) {
       expect(await app.services.storage.head(m.storageKey)).not.toBeNull();
     }
+  });
+
+  it('deletes what reached a completed ticket\'s staging group after completion; the media it became (a fresh id) stays', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const bytes = pdfBytes(2);
+    const t = (
+      await ok(app.url, CreateDirectUploadDocument, {
+        input: { filename: 'a.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: createHash('sha256').update(bytes).digest('base64') },
+      }, { token })
+    ).createDirectUpload;
+    expect((await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
+    const m = (await ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c' } }, { token })).completeDirectUpload;
+    const ticketId = t.key.split('/')[1]!;
+    expect(m.id).not.toBe(ticketId);
+    const mediaKeys = await storedKeys(app, tenant);
+    expect(mediaKeys.every((k) => k.startsWith(`${tenant}/${m.id}/`))).toBe(true);
+    // A late presigned PUT (it cannot be revoked) lands on the ticket's staging key.
+    await put(t.key, Buffer.from('<html>late</html>'));
+
+    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    expect(report).toMatchObject({ directUploadsRemoved: 1 });
+    expect(await storedKeys(app, tenant)).toEqual(mediaKeys);
+    expect(await app.db.prisma.directUpload.count({ where: { tenantId: tenant } })).toBe(0);
+    expect(Buffer.from(await (await fetch(m.url!)).arrayBuffer()).equals(bytes)).toBe(true);
+  });
+
+  it('keeps the objects of a media that took its ticket\'s id (tickets completed before the staging keys)', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const m = (await ok(app.url, UploadDocument, { input: { file: pdf(1), entity: { type: 'company', id: 'c' } } }, { token })).upload;
+    const before = await storedKeys(app, tenant);
+    await app.db.prisma.directUpload.create({
+      data: {
+        id: m.id,
+        tenantId: tenant,
+        storageKey: `${tenant}/${m.id}/original`,
+        fileName: 'a.pdf',
+        contentType: 'application/pdf',
+        byteSize: 1n,
+        checksum: 'x',
+        expiresAt: new Date(Date.now() - 60_000),
+        completedAt: new Date(Date.now() - 60_000),
+      },
+    });
+    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    expect(report).toMatchObject({ directUploadsRemoved: 1, orphanGroupsDeleted: 0 });
+    expect(await storedKeys(app, tenant)).toEqual(before);
   });
 
   // Sweeps here are limited to the test's tenant: other test files share the database and the S3 bucket.

@@ -80,6 +80,12 @@ describe('loadConfig', () => {
     expect(e.message).toMatch(/\bPORT\b/);
   });
 
+  it('caps outstanding direct uploads per tenant: 100 by default, DIRECT_UPLOAD_MAX_OUTSTANDING at least 1', () => {
+    expect(loadConfig({}).directUploadMaxOutstanding).toBe(100);
+    expect(loadConfig({ DIRECT_UPLOAD_MAX_OUTSTANDING: '7' }).directUploadMaxOutstanding).toBe(7);
+    for (const bad of ['0', '-3', 'many', '2.5']) expect(configError({ DIRECT_UPLOAD_MAX_OUTSTANDING: bad }).message).toMatch(/\bDIRECT_UPLOAD_MAX_OUTSTANDING\b/);
+  });
+
   it('names every bad variable at once', () => {
     const e = configError({ PORT: 'x', LOG_LEVEL: 'loud', DATABASE_URL: 'not a url' });
     expect(e.message).toMatch(/\bPORT\b/);

@@ -5,7 +5,7 @@ import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
 import { AppError, dbSqlState, errors, isUniqueViolation } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
-import type { DirectUploadService } from '../direct-uploads/direct-upload.service.js';
+import type { DirectUploadService, FinishClaim } from '../direct-uploads/direct-upload.service.js';
 import { isUuid } from '../media/cursor.js';
 import { processImageWith } from '../media/images.js';
 import { receiveUpload } from '../media/receive-upload.js';
@@ -148,29 +148,39 @@ export class AssetService {
       await discardUpload(input.file ?? undefined);
       throw e;
     }
-    let id: string = randomUUID();
-    let blob: StoredBlob | null = null;
-    if (input.type === 'BLOB') {
-      if (input.file) {
-        blob = await this.storeUpload(tenant, id, 1, input.file, fields.filename);
-      } else {
-        const upload = await this.deps.directUploads.claimForAsset(tenant, input.signedId!, ASSET_MAX_BYTES);
-        id = upload.id;
-        blob = await this.withVariants(assetKeys.revision(tenant, id, revision(1)), {
+    const id = randomUUID();
+    if (input.type === 'BLOB' && !input.file) {
+      // A direct upload: its verified bytes are copied into the new asset's first revision folder.
+      const folder = assetKeys.revision(tenant, id, revision(1));
+      return this.deps.directUploads.claimForAsset(tenant, input.signedId!, { limit: ASSET_MAX_BYTES, destination: `${folder}original` }, async (upload, finish) => {
+        const blob = await this.withVariants(folder, {
           storageKey: upload.storageKey,
           fileName: sanitiseFileName(fields.filename ?? upload.fileName, upload.mime),
           mimeType: upload.mime,
           bytes: upload.size,
           checksum: upload.checksum,
           variants: [],
-          cleanup: () => this.deps.storage.deletePrefix(assetKeys.prefix(tenant, id)),
+          cleanup: () => this.deps.storage.deletePrefix(folder),
         });
-      }
+        return this.insert(tenant, id, input, fields, blob, finish);
+      });
     }
+    const blob = input.type === 'BLOB' ? await this.storeUpload(tenant, id, 1, input.file!, fields.filename) : null;
+    return this.insert(tenant, id, input, fields, blob);
+  }
+
+  /** Writes the row of a new asset; on failure its stored objects are deleted. `first` runs in the same transaction, before the insert. */
+  private async insert(
+    tenant: string,
+    id: string,
+    input: CreateAssetArgs,
+    fields: ReturnType<AssetService['checkCreate']>,
+    blob: StoredBlob | null,
+    first?: FinishClaim,
+  ): Promise<AssetRecord> {
     const key = fields.key ?? id;
     const name = fields.name ?? fields.filename ?? blob?.fileName ?? fields.url ?? key;
-    try {
-      const rows = await this.deps.prisma.$queryRaw<AssetRow[]>`
+    const statement = (db: Prisma.TransactionClient | PrismaClient) => db.$queryRaw<AssetRow[]>`
         INSERT INTO asset (tenant_id, id, type, access, name, key, ref_ids, priority, active, link_url,
                            storage_key, file_name, mime_type, bytes, checksum, variants)
         VALUES (${tenant}, ${id}::uuid, ${input.type}::"AssetType", ${input.access}::"AssetAccess", ${name.slice(0, 255)}, ${key},
@@ -178,6 +188,13 @@ export class AssetService {
                 ${blob?.storageKey ?? null}, ${blob?.fileName ?? fields.filename ?? null}, ${blob?.mimeType ?? null},
                 ${blob?.bytes ?? null}::bigint, ${blob?.checksum ?? null}, ${JSON.stringify(blob?.variants ?? [])}::jsonb)
         RETURNING *`;
+    try {
+      const rows = first
+        ? await this.deps.prisma.$transaction(async (tx) => {
+            await first(tx);
+            return statement(tx);
+          })
+        : await statement(this.deps.prisma);
       return assetFromRow(rows[0]!);
     } catch (e) {
       await blob?.cleanup().catch((err: unknown) => this.deps.logger.error({ err, assetId: id }, 'could not delete the objects of a refused asset; the sweep will'));

@@ -19,7 +19,7 @@ export class DirectUploadResolver {
     return ctx.services.directUploads.create(user.tenant, input);
   }
 
-  @Mutation(() => Media, { description: 'Verifies a direct upload (existence, size, checksum, detected type) and creates the media like upload. A signed id works once.' })
+  @Mutation(() => Media, { description: 'Verifies a direct upload (existence, size, checksum, detected type) and creates the media like upload. A signed id works once; a completion that fails leaves it usable until it expires.' })
   completeDirectUpload(
     @Arg('signedId', () => String) signedId: string,
     @Arg('entity', () => EntityInput) entity: EntityInput,

@@ -18,10 +18,10 @@ export class DirectUploadHeaders {
 
 @ObjectType({ description: 'Where and how to PUT a file straight to storage, and the signed id that completes it.' })
 export class DirectUpload {
-  @Field(() => String, { description: 'Tamper-proof, tenant-bound, single-use id for completeDirectUpload or createAsset.' })
+  @Field(() => String, { description: 'Tamper-proof, tenant-bound, single-use id for completeDirectUpload or createAsset (a completion that fails leaves it usable).' })
   signedId!: string;
 
-  @Field(() => String, { description: 'Storage key the object is written under.' })
+  @Field(() => String, { description: 'Staging key of the upload, in its own object group (a presigned PUT writes it); completion copies the verified bytes to the new media\'s or asset\'s own key.' })
   key!: string;
 
   @Field(() => String, { description: 'File name as declared.' })

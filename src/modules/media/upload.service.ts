@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingFile } from '../../graphql/multipart.js';
-import type { PrismaClient } from '../../generated/prisma/client.js';
+import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 import type { MediaRole, SecurityLevel } from '../../generated/prisma/enums.js';
 import { errors, isAppError } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
@@ -195,10 +195,15 @@ export class UploadService {
     }
   }
 
-  /** One transaction for the rows of stored files: media, attachment, role. */
-  async commit(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
+  /**
+   * One transaction for the rows of stored files: media, attachment, role.
+   * `first` runs at its start (a direct upload's completion: the rows exist only if
+   * the ticket could be finished).
+   */
+  async commit(tenant: string, createdBy: string, stored: Stored[], first?: (tx: Prisma.TransactionClient) => Promise<void>): Promise<MediaRecord[]> {
     const ids = stored.map((s) => s.id);
     await this.deps.prisma.$transaction(async (tx) => {
+      await first?.(tx);
       for (const s of stored) {
         await tx.media.create({
           data: {

@@ -61,7 +61,11 @@ export class SweepService {
           report.deletedAssetsPurged++;
         }
 
-        // A ticket's id is also the id of the media or asset it became (its object stays where it was written).
+        // A ticket's objects are its own group, {tenant}/{ticket id}/ (staging, and
+        // whatever a late presigned PUT wrote after completion): the media or asset it
+        // became has a fresh id, so the group goes with the ticket. Only tickets
+        // completed before migration 20261210000000 gave their id to their media or
+        // asset, whose objects are in that group: those groups stay.
         const tickets = await prisma.$queryRaw<{ tenant_id: string; id: string; has_media: boolean }[]>`
           SELECT d.tenant_id, d.id,
                  EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = d.tenant_id AND m.id = d.id)
