@@ -32,7 +32,8 @@ import { KeyRotation } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { Metrics } from './http/metrics.js';
-import { queryLimitsRule } from './graphql/limits.js';
+import { ApolloServerPluginHideVariableErrorDetails } from './graphql/hide-schema-details.js';
+import { ApolloServerPluginQueryCost, queryLimitOptions } from './graphql/query-limits.js';
 import { sendError } from './http/respond.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
@@ -198,12 +199,17 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     formatError,
     csrfPrevention: true,
     introspection: config.introspection,
+    // Without introspection, errors do not describe the schema either (no "Did you mean", no variable error details).
+    hideSchemaDetailsFromClientErrors: !config.introspection,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,
-    validationRules: [queryLimitsRule()],
+    // Tokens, expanded selections, depth, aliases, directives (src/graphql/query-limits.ts); the cost is a plugin.
+    ...queryLimitOptions(),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginErrorLog(logger, metrics),
+      ApolloServerPluginQueryCost(),
+      ...(config.introspection ? [] : [ApolloServerPluginHideVariableErrorDetails()]),
       ApolloServerPluginLandingPageDisabled(),
       // No @cacheControl hints are used; the default plugin would wrap every field resolver.
       ApolloServerPluginCacheControlDisabled(),
