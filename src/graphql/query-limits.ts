@@ -45,8 +45,8 @@ import { MediaRole, VariantName } from './enums.js';
  * getIntrospectionQuery, all options on) has 184 tokens, 240 selections, depth 15
  * and costs 38,484 on this schema; the costliest operation of test/operations as
  * the tests send it is EntitiesWithMediaAndRoles with 100 refs: 40,300 (it fits up
- * to 124 refs). The largest answer under the cost limit: about 4,000 signed URLs,
- * or 16,000 media with two plain fields (bench/query-limits.ts measures both).
+ * to 124 refs). The largest answer under the cost limit: about 3,600 signed URLs,
+ * or 12,400 media with two plain fields (bench/query-limits.ts measures both).
  */
 export interface QueryLimits {
   readonly maxTokens: number;
