@@ -31,7 +31,8 @@ import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { createHttpServer } from './http/server-timeouts.js';
 import { Metrics } from './http/metrics.js';
-import { queryLimitsRule } from './graphql/limits.js';
+import { ApolloServerPluginHideVariableErrorDetails } from './graphql/hide-schema-details.js';
+import { ApolloServerPluginQueryCost, queryLimitOptions } from './graphql/query-limits.js';
 import { sendError } from './http/respond.js';
 import { edgeInput } from './http/edge-input.js';
 import { ApolloServerPluginStorableText } from './graphql/input-text.js';
@@ -168,13 +169,18 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     formatError,
     csrfPrevention: true,
     introspection: config.introspection,
+    // Without introspection, errors do not describe the schema either (no "Did you mean", no variable error details).
+    hideSchemaDetailsFromClientErrors: !config.introspection,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,
-    validationRules: [queryLimitsRule()],
+    // Tokens, expanded selections, depth, aliases, directives (src/graphql/query-limits.ts); the cost is a plugin.
+    ...queryLimitOptions(),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginErrorLog(logger, metrics),
       ApolloServerPluginStorableText(),
+      ApolloServerPluginQueryCost(),
+      ...(config.introspection ? [] : [ApolloServerPluginHideVariableErrorDetails()]),
       ApolloServerPluginLandingPageDisabled(),
       // No @cacheControl hints are used; the default plugin would wrap every field resolver.
       ApolloServerPluginCacheControlDisabled(),

@@ -51,6 +51,7 @@ const EnvSchema = z.object({
   MEDIA_KEYS: optionalString,
   MEDIA_POLICY_FILE: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: optionalString,
   INTROSPECTION: boolString,
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
@@ -106,6 +107,9 @@ export interface Config {
   /** Per-kind size limits (bytes) replacing the built-in ones. */
   readonly kindLimits: Readonly<Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>>>;
   readonly logLevel: string;
+  /** NODE_ENV=production: the defaults of a public deployment (introspection off). */
+  readonly production: boolean;
+  /** Schema introspection; when off, error messages do not describe the schema either. */
   readonly introspection: boolean;
   readonly signedUrlTtlSeconds: number;
   readonly directUploadTtlSeconds: number;
@@ -173,7 +177,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     policyFile: e.MEDIA_POLICY_FILE,
     kindLimits: Object.freeze(e.MEDIA_KIND_LIMITS_MB),
     logLevel: e.LOG_LEVEL,
-    introspection: e.INTROSPECTION ?? true,
+    production: e.NODE_ENV === 'production',
+    introspection: e.INTROSPECTION ?? e.NODE_ENV !== 'production',
     signedUrlTtlSeconds: e.SIGNED_URL_TTL_SECONDS,
     directUploadTtlSeconds: e.DIRECT_UPLOAD_TTL_SECONDS,
     http: Object.freeze({

@@ -86,6 +86,14 @@ describe('loadConfig', () => {
     for (const bad of ['0', '-3', 'many', '2.5']) expect(configError({ DIRECT_UPLOAD_MAX_OUTSTANDING: bad }).message).toMatch(/\bDIRECT_UPLOAD_MAX_OUTSTANDING\b/);
   });
 
+  it('turns introspection off by default in production (NODE_ENV=production), unless INTROSPECTION says otherwise', () => {
+    expect(loadConfig({})).toMatchObject({ production: false, introspection: true });
+    expect(loadConfig({ NODE_ENV: 'development' })).toMatchObject({ production: false, introspection: true });
+    expect(loadConfig({ NODE_ENV: 'production' })).toMatchObject({ production: true, introspection: false });
+    expect(loadConfig({ NODE_ENV: 'production', INTROSPECTION: 'true' })).toMatchObject({ production: true, introspection: true });
+    expect(loadConfig({ INTROSPECTION: 'false' })).toMatchObject({ production: false, introspection: false });
+  });
+
   it('names every bad variable at once', () => {
     const e = configError({ PORT: 'x', LOG_LEVEL: 'loud', DATABASE_URL: 'not a url' });
     expect(e.message).toMatch(/\bPORT\b/);
