@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import { AppError, errors } from '../errors/index.js';
 import { TENANT_RE, type Principal, type UserPrincipal } from './principal.js';
 import type { Secrets } from './secrets.js';
+import { unstorableText } from '../util/storable-text.js';
 
 export interface Authenticator {
   /** Turns request headers into a principal; null when no credentials were sent. Throws UNAUTHENTICATED. */
@@ -59,9 +60,12 @@ export function createAuthenticator(config: Config, secrets: Secrets): Authentic
     }
     const tenant = payload['tenant'];
     if (typeof tenant !== 'string' || !TENANT_RE.test(tenant)) throw errors.unauthenticated('Token has no valid tenant claim');
+    // The subject becomes created_by: it must be text PostgreSQL can store, and of a sane length.
+    const sub = payload.sub;
+    if (typeof sub !== 'string' || sub.length === 0 || sub.length > 255 || unstorableText(sub)) throw errors.unauthenticated('Token has no valid sub claim');
     const scope = payload['scope'];
     const scopes = new Set(typeof scope === 'string' ? scope.split(' ').filter(Boolean) : []);
-    return { principal: { kind: 'user', tenant, subject: String(payload.sub), scopes }, exp: payload.exp! };
+    return { principal: { kind: 'user', tenant, subject: sub, scopes }, exp: payload.exp! };
   }
 
   return {

@@ -48,6 +48,10 @@ async function badTokens(tenant: string): Promise<[string, string][]> {
     ['with a numeric tenant', await craft({ ...c, tenant: 12345 })],
     ['without exp', await craft({ sub: c.sub, tenant, scope: c.scope })],
     ['without sub', await craft({ tenant, scope: c.scope, exp: c.exp })],
+    // The subject is stored as created_by: a NUL there was an internal error on upload.
+    ['with a NUL in sub', await craft({ ...c, sub: 'mal\u0000lory' })],
+    ['with a numeric sub', await craft({ ...c, sub: 42 })],
+    ['with a 1000-character sub', await craft({ ...c, sub: 'x'.repeat(1000) })],
     ['garbage', 'not.a.jwt'],
     ['with a tampered payload', await (async () => {
       const [h, , s] = (await craft(c)).split('.');
