@@ -6,6 +6,9 @@ import type { Logger } from '../logger.js';
 export function sendError(res: Response, e: AppError | { code: ErrorCode; message: string }, requestId?: string): void {
   const status = isAppError(e) ? e.status : httpStatusOf[e.code];
   res.status(status).type('application/json').setHeader('Cache-Control', 'no-store');
+  // TOO_MANY_REQUESTS and SERVICE_BUSY say when to come back.
+  const retryAfter = isAppError(e) ? e.extensions['retryAfterSeconds'] : undefined;
+  if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
   res.send(JSON.stringify({ error: { code: e.code, message: e.message, ...(requestId && e.code === 'INTERNAL_SERVER_ERROR' ? { requestId } : {}) } }));
 }
 
