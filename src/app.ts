@@ -26,6 +26,8 @@ import { SignedIds } from './modules/direct-uploads/signed-id.js';
 import { SweepService } from './modules/sweep/sweep.service.js';
 import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto } from './crypto/content-crypto.js';
+import { ExpensiveQueries } from './db/expensive-queries.js';
+import { ImageQueue } from './modules/media/image-queue.js';
 import { KeyRotation } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
@@ -86,11 +88,15 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const secrets = resolveSecrets(config);
   const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
-  const media = new MediaService({ prisma: db.prisma, storage, policies, logger });
+  const expensiveQueries = new ExpensiveQueries(db.pool, config.expensiveQueries);
+  const images = new ImageQueue(config.images);
+  const media = new MediaService({ prisma: db.prisma, storage, policies, logger, expensive: expensiveQueries });
   const metrics = new Metrics();
+  metrics.observeQueue('image_jobs', 'image decode and resize jobs', () => images.stats());
+  metrics.observeQueue('expensive_queries', 'expensive queries (regular expressions, searches, many-tag counts)', () => expensiveQueries.stats().shared);
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);
   const crypto = new ContentCrypto(ring, await ContentCrypto.detectMode(storage, ring, logger));
-  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto });
+  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images });
   const directUploads = new DirectUploadService({
     prisma: db.prisma,
     storage,
@@ -98,6 +104,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     uploads,
     signedIds: new SignedIds(secrets.linkSigningKey),
     logger,
+    images,
     ttlSeconds: config.directUploadTtlSeconds,
     maxOutstanding: config.directUploadMaxOutstanding,
     baseUrl: () => baseUrl,
@@ -114,11 +121,13 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,
     rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger }),
+    images,
+    expensiveQueries,
     workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger }),
     sweep: new SweepService({ prisma: db.prisma, storage, media, logger }),
   });

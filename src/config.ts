@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import os from 'node:os';
 import path from 'node:path';
 
 // Configuration is read from the environment exactly once (loadConfig) and passed
@@ -76,6 +77,16 @@ const EnvSchema = z.object({
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
   SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
   ASSET_LINKS_ALLOW_PRIVATE_HOSTS: boolString,
+  TENANT_EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),
+  EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),
+  EXPENSIVE_QUERY_WAIT_MS: z.coerce.number().int().min(0).max(60_000).default(2000),
+  EXPENSIVE_QUERY_TIMEOUT_MS: z.coerce.number().int().min(50).max(600_000).default(1000),
+  IMAGE_CONCURRENCY: z.coerce.number().int().min(1).max(256).optional(),
+  IMAGE_QUEUE_LENGTH: z.coerce.number().int().min(0).max(10_000).optional(),
+  IMAGE_QUEUE_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(60_000),
+  IMAGE_MEMORY_MB: z.coerce.number().int().min(64).max(1_048_576).default(512),
+  // Node's own variable (the libuv thread pool, 4 by default); read here only to size the image queue.
+  UV_THREADPOOL_SIZE: z.coerce.number().int().min(1).max(1024).default(4),
 });
 
 export interface Config {
@@ -132,6 +143,25 @@ export interface Config {
   readonly sweepGraceSeconds: number;
   /** LINK asset urls may name loopback, private, link-local and local-network hosts (intranet deployments). */
   readonly assetLinksAllowPrivateHosts: boolean;
+  /**
+   * Queries whose cost one tenant controls and no index bounds (regular
+   * expressions in `q`, `mediaLibrary(search:)`, counts over every match):
+   * how many run at once per tenant and in all, how long one waits for its
+   * turn, and how long PostgreSQL lets it run.
+   */
+  readonly expensiveQueries: {
+    readonly perTenant: number;
+    readonly total: number;
+    readonly waitMs: number;
+    readonly timeoutMs: number;
+  };
+  /** Image decoding and resizing: jobs at once, jobs waiting, how long one waits, and the memory the running ones may need. */
+  readonly images: {
+    readonly concurrency: number;
+    readonly maxWaiting: number;
+    readonly waitMs: number;
+    readonly memoryBytes: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -155,6 +185,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if ((e.S3_ENDPOINT || e.S3_REGION || e.S3_FORCE_PATH_STYLE !== undefined) && !e.S3_BUCKET) {
     throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when S3_ENDPOINT, S3_REGION or S3_FORCE_PATH_STYLE is set');
   }
+  // Half the cores for one tenant's expensive queries (at least one): a regular
+  // expression spinning in a PostgreSQL backend takes a whole core, and the other
+  // tenants need the rest. At most half the pool for all of them together.
+  const cores = os.availableParallelism();
+  const halfPool = Math.max(1, Math.floor(e.DATABASE_POOL_SIZE / 2));
+  const perTenant = e.TENANT_EXPENSIVE_QUERY_LIMIT ?? Math.min(Math.max(1, Math.floor(cores / 2)), halfPool);
+  const total = e.EXPENSIVE_QUERY_LIMIT ?? Math.max(perTenant, halfPool);
+  if (perTenant > total) {
+    throw new ConfigError('invalid configuration:\n  TENANT_EXPENSIVE_QUERY_LIMIT: must not exceed EXPENSIVE_QUERY_LIMIT');
+  }
+  if (total >= e.DATABASE_POOL_SIZE && e.DATABASE_POOL_SIZE > 1) {
+    throw new ConfigError('invalid configuration:\n  EXPENSIVE_QUERY_LIMIT: must be below DATABASE_POOL_SIZE, so that cheap queries always find a connection');
+  }
+  // One image job per core, and never so many that they hold every libuv thread
+  // (a running sharp pipeline blocks one): file system and crypto work needs them too.
+  const imageConcurrency = e.IMAGE_CONCURRENCY ?? Math.max(1, Math.min(cores, e.UV_THREADPOOL_SIZE - 2));
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -191,5 +237,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
     assetLinksAllowPrivateHosts: e.ASSET_LINKS_ALLOW_PRIVATE_HOSTS ?? false,
+    expensiveQueries: Object.freeze({ perTenant, total, waitMs: e.EXPENSIVE_QUERY_WAIT_MS, timeoutMs: e.EXPENSIVE_QUERY_TIMEOUT_MS }),
+    images: Object.freeze({
+      concurrency: imageConcurrency,
+      maxWaiting: e.IMAGE_QUEUE_LENGTH ?? 4 * imageConcurrency,
+      waitMs: e.IMAGE_QUEUE_WAIT_MS,
+      memoryBytes: e.IMAGE_MEMORY_MB * 1024 * 1024,
+    }),
   });
 }

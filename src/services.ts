@@ -15,6 +15,8 @@ import type { KeyRotation } from './crypto/rotation.js';
 import type { WorkerService } from './modules/workers/worker.service.js';
 import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import type { AssetService } from './modules/assets/asset.service.js';
+import type { ImageQueue } from './modules/media/image-queue.js';
+import type { ExpensiveQueries } from './db/expensive-queries.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
 export interface PublicUrls {
@@ -41,4 +43,8 @@ export interface Services {
   readonly crypto: ContentCrypto;
   readonly rotation: KeyRotation;
   readonly workers: WorkerService;
+  /** Every image decode and resize takes a turn here. */
+  readonly images: ImageQueue;
+  /** Queries whose cost a tenant controls take a turn here. */
+  readonly expensiveQueries: ExpensiveQueries;
 }

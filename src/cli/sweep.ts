@@ -2,6 +2,7 @@
 // With the embedded default, stop the service first (it sweeps periodically
 // itself); with DATABASE_URL this can run beside live instances.
 import { parseArgs } from 'node:util';
+import { ExpensiveQueries } from '../db/expensive-queries.js';
 import { MediaService } from '../modules/media/media.service.js';
 import { PolicyRegistry } from '../modules/policy/policy.js';
 import { SweepService } from '../modules/sweep/sweep.service.js';
@@ -12,7 +13,8 @@ const { values } = parseArgs({ options: { 'grace-seconds': { type: 'string' }, t
 await runCli(async ({ config, logger, db, storage }) => {
   const grace = values['grace-seconds'] !== undefined ? Number(values['grace-seconds']) : config.sweepGraceSeconds;
   if (!Number.isInteger(grace) || grace < 0) throw new Error('--grace-seconds must be a non-negative integer');
-  const media = new MediaService({ prisma: db.prisma, storage, policies: PolicyRegistry.load(config.policyFile, config.kindLimits), logger });
+  const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
+  const media = new MediaService({ prisma: db.prisma, storage, policies, logger, expensive: new ExpensiveQueries(db.pool, config.expensiveQueries) });
   const report = await new SweepService({ prisma: db.prisma, storage, media, logger }).run({
     graceSeconds: grace,
     ...(values.tenant ? { tenant: values.tenant } : {}),

@@ -22,5 +22,11 @@ export const errors = {
   integrity: (message: string) => new AppError(ErrorCode.INTEGRITY_ERROR, message),
   storageUnavailable: (cause: unknown) =>
     new AppError(ErrorCode.STORAGE_UNAVAILABLE, 'Storage is unavailable, try again later', { cause }),
+  /** The tenant is at one of its own limits; `retryAfterSeconds` says when to try again. */
+  tooManyRequests: (message: string, extensions: { reason: string; limit: number; retryAfterSeconds: number }) =>
+    new AppError(ErrorCode.TOO_MANY_REQUESTS, message, { extensions }),
+  /** A shared capacity is full; `retryAfterSeconds` says when to try again. */
+  busy: (message: string, extensions: { reason: string; limit: number; retryAfterSeconds: number }) =>
+    new AppError(ErrorCode.SERVICE_BUSY, message, { extensions }),
   internal: (cause: unknown) => new AppError(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { cause }),
 };

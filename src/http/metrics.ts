@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../logger.js';
+import type { LimiterStats } from '../util/concurrency-limiter.js';
 
 /** Prometheus metrics of one service instance (GET /metrics). */
 export class Metrics {
@@ -18,6 +19,22 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Gauges of a bounded queue, read when scraped: `<name>_running`, `<name>_waiting`, `<name>_refused_total` by reason. */
+  observeQueue(name: string, what: string, stats: () => LimiterStats): void {
+    const registers = [this.registry];
+    new Gauge({ name: `${name}_running`, help: `Running ${what}`, registers, collect() { this.set(stats().running); } });
+    new Gauge({ name: `${name}_waiting`, help: `Waiting ${what}`, registers, collect() { this.set(stats().waiting); } });
+    new Gauge({
+      name: `${name}_refused_total`,
+      help: `Refused ${what}, by reason`,
+      labelNames: ['reason'] as const,
+      registers,
+      collect() {
+        for (const [reason, n] of Object.entries(stats().refused)) this.set({ reason }, n);
+      },
+    });
   }
 
   /** Counts and times every request, and logs it as one JSON line with its request id. */

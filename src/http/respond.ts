@@ -7,6 +7,9 @@ export function sendError(res: Response, e: AppError | { code: ErrorCode; messag
   const status = isAppError(e) ? e.status : httpStatusOf[e.code];
   // nosniff: the message may echo the request (a path, a key), and must never be sniffed into HTML.
   res.status(status).type('application/json').setHeader('Cache-Control', 'no-store').setHeader('X-Content-Type-Options', 'nosniff');
+  // TOO_MANY_REQUESTS and SERVICE_BUSY say when to come back.
+  const retryAfter = isAppError(e) ? e.extensions['retryAfterSeconds'] : undefined;
+  if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(Math.max(1, Math.ceil(retryAfter))));
   res.send(JSON.stringify({ error: { code: e.code, message: e.message, ...(requestId && e.code === 'INTERNAL_SERVER_ERROR' ? { requestId } : {}) } }));
 }
 

@@ -24,7 +24,7 @@ export function fuzzParameters(defaultRuns: number): fc.Parameters<unknown> {
 }
 
 /** Codes that are the client's: a fuzzed request may get these and nothing else. */
-export const CLIENT_CODES = new Set(['BAD_USER_INPUT', 'BAD_REQUEST', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND', 'CONFLICT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE']);
+export const CLIENT_CODES = new Set(['BAD_USER_INPUT', 'BAD_REQUEST', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND', 'CONFLICT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'TOO_MANY_REQUESTS']);
 
 /** Collects what the process did not handle: each one would have ended a real process. */
 export function uncaughtRecorder(): { errors: unknown[]; start(): void; stop(): void } {

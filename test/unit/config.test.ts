@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
@@ -152,5 +153,38 @@ describe('loadConfig', () => {
     ])('refuses %s, naming WORKER_API_KEYS', (_name, value) => {
       expect(configError({ WORKER_API_KEYS: value }).message).toMatch(/WORKER_API_KEYS/);
     });
+  });
+
+  it('sizes the expensive-query limits and the image queue from the cores and the pool, and reads them when given', () => {
+    const cores = os.availableParallelism();
+    const c = loadConfig({});
+    expect(c.expensiveQueries).toEqual({ perTenant: Math.min(Math.max(1, Math.floor(cores / 2)), 5), total: 5, waitMs: 2000, timeoutMs: 1000 });
+    // Small pools keep the limits below their size.
+    expect(loadConfig({ DATABASE_POOL_SIZE: '2' }).expensiveQueries).toMatchObject({ perTenant: 1, total: 1 });
+    const images = Math.max(1, Math.min(cores, 2));
+    expect(c.images).toEqual({ concurrency: images, maxWaiting: 4 * images, waitMs: 60_000, memoryBytes: 512 * 1024 * 1024 });
+    expect(loadConfig({ UV_THREADPOOL_SIZE: '64' }).images.concurrency).toBe(cores);
+    // Half the pool caps the default per tenant too, however many cores.
+    expect(loadConfig({ DATABASE_POOL_SIZE: '4' }).expensiveQueries.perTenant).toBeLessThanOrEqual(2);
+    const given = loadConfig({
+      DATABASE_POOL_SIZE: '20',
+      TENANT_EXPENSIVE_QUERY_LIMIT: '2',
+      EXPENSIVE_QUERY_LIMIT: '6',
+      EXPENSIVE_QUERY_WAIT_MS: '500',
+      EXPENSIVE_QUERY_TIMEOUT_MS: '250',
+      IMAGE_CONCURRENCY: '3',
+      IMAGE_QUEUE_LENGTH: '0',
+      IMAGE_QUEUE_WAIT_MS: '1000',
+      IMAGE_MEMORY_MB: '256',
+    });
+    expect(given.expensiveQueries).toEqual({ perTenant: 2, total: 6, waitMs: 500, timeoutMs: 250 });
+    expect(given.images).toEqual({ concurrency: 3, maxWaiting: 0, waitMs: 1000, memoryBytes: 256 * 1024 * 1024 });
+  });
+
+  it('refuses expensive-query limits that contradict each other or the pool', () => {
+    expect(configError({ TENANT_EXPENSIVE_QUERY_LIMIT: '4', EXPENSIVE_QUERY_LIMIT: '3' }).message).toContain('TENANT_EXPENSIVE_QUERY_LIMIT');
+    expect(configError({ DATABASE_POOL_SIZE: '4', EXPENSIVE_QUERY_LIMIT: '4' }).message).toContain('EXPENSIVE_QUERY_LIMIT: must be below DATABASE_POOL_SIZE');
+    expect(configError({ IMAGE_CONCURRENCY: '0' }).message).toContain('IMAGE_CONCURRENCY');
+    expect(configError({ EXPENSIVE_QUERY_TIMEOUT_MS: 'soon' }).message).toContain('EXPENSIVE_QUERY_TIMEOUT_MS');
   });
 });

@@ -1,5 +1,6 @@
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import { assetFromRow, type AssetRecord, type AssetRow } from './asset.record.js';
+import type { Statement } from '../../db/expensive-queries.js';
 import { compileAssetQuery, compileAssetSort, type Term } from './query-language.js';
 
 type Db = PrismaClient | Prisma.TransactionClient;
@@ -57,6 +58,13 @@ export const assetRepository = {
 
   async page(db: Db, statements: PageStatements): Promise<{ rows: AssetRecord[]; total: number }> {
     const [rows, count] = await Promise.all([db.$queryRaw<AssetRow[]>(statements.page), db.$queryRaw<{ total: bigint }[]>(statements.count)]);
+    return { rows: rows.map(assetFromRow), total: Number(count[0]?.total ?? 0) };
+  },
+
+  /** The same, one statement after the other in a timed session (ExpensiveQueries), where both share one deadline. */
+  async pageInOrder(query: Statement, statements: PageStatements): Promise<{ rows: AssetRecord[]; total: number }> {
+    const rows = await query<AssetRow[]>(statements.page);
+    const count = await query<{ total: string }[]>(statements.count);
     return { rows: rows.map(assetFromRow), total: Number(count[0]?.total ?? 0) };
   },
 };

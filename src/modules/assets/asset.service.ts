@@ -3,10 +3,12 @@ import type { IncomingFile } from '../../graphql/multipart.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
 import { AppError, dbSqlState, errors, isUniqueViolation } from '../../errors/index.js';
+import type { ExpensiveQueries } from '../../db/expensive-queries.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import type { DirectUploadService, FinishClaim } from '../direct-uploads/direct-upload.service.js';
 import { isUuid } from '../media/cursor.js';
+import type { ImageQueue } from '../media/image-queue.js';
 import { processImageWith } from '../media/images.js';
 import { receiveUpload } from '../media/receive-upload.js';
 import { discardUpload } from '../media/upload.service.js';
@@ -52,8 +54,6 @@ export interface AssetPageResult {
 
 export const MAX_PAGE_SIZE = 100;
 const MAX_REFS = 100;
-/** A query with regular expressions gets this long in PostgreSQL (their cost is hard to bound by length alone). */
-const REGEX_STATEMENT_TIMEOUT_MS = 5000;
 
 // Keys are path-like and URL-safe, so that GET /tenants/{tenant}/assets/{key} needs no escaping:
 // segments of [A-Za-z0-9._~-] separated by single '/', none of them "." or "..".
@@ -78,6 +78,9 @@ export interface AssetServiceDeps {
   logger: Logger;
   /** LINK urls may name loopback, private and link-local hosts (ASSET_LINKS_ALLOW_PRIVATE_HOSTS; default: refused). */
   allowNonPublicLinkHosts?: boolean;
+  /** Queries with regular expressions take a turn and a deadline here. */
+  expensive: ExpensiveQueries;
+  images: ImageQueue;
 }
 
 /**
@@ -107,36 +110,36 @@ export class AssetService {
     if (offset > 1_000_000) throw errors.badInput('pageNumber', 'pageNumber is too large; narrow the query with q');
     const statements = pageStatements(tenant, { q: args.q, sort: args.sort, limit: pageSize, offset });
     const regexes = statements.terms.filter((t) => t.expression.kind === 'regex');
-    let result;
-    try {
-      result = regexes.length
-        ? await this.deps.prisma.$transaction(async (tx) => {
-            await tx.$executeRaw`SELECT set_config('statement_timeout', ${String(REGEX_STATEMENT_TIMEOUT_MS)}, true)`;
-            return assetRepository.page(tx, statements);
-          }, { maxWait: 10_000, timeout: REGEX_STATEMENT_TIMEOUT_MS * 3 })
-        : await assetRepository.page(this.deps.prisma, statements);
-    } catch (e) {
-      throw await this.queryFailure(e, regexes.map((t) => ({ text: t.text, pattern: (t.expression as { pattern: string }).pattern })));
-    }
+    const result = regexes.length
+      ? await this.deps.expensive.run(tenant, 'assets(q:) with a regular expression', async (query) => {
+          // Each pattern alone first: PostgreSQL compiles it (and keeps it for the page), and
+          // a pattern it refuses is named by its own term.
+          for (const r of regexes) await query(Prisma.sql`SELECT '' ~ ${(r.expression as { pattern: string }).pattern}`).catch((e: unknown) => {
+            throw this.regexFailure(e, r.text);
+          });
+          return assetRepository.pageInOrder(query, statements).catch((e: unknown) => {
+            throw dbSqlState(e) === '57014' ? this.regexFailure(e, regexes[0]!.text) : e;
+          });
+        })
+      : await assetRepository.page(this.deps.prisma, statements);
     return { items: result.rows, totalCount: result.total, pageNumber, pageSize };
   }
 
   /**
    * PostgreSQL decides what a regular expression is (its ARE syntax is not
-   * JavaScript's): an invalid one, or one that runs too long, is the client's
-   * error and names its term.
+   * JavaScript's): one it refuses, or one that runs past the timeout, is the
+   * client's error and names its term. Any error of a statement that only
+   * compiles the pattern is the pattern's ("too complex" can surface as an
+   * allocation PostgreSQL refuses).
    */
-  private async queryFailure(e: unknown, regexes: { text: string; pattern: string }[]): Promise<unknown> {
+  private regexFailure(e: unknown, term: string): unknown {
     const state = dbSqlState(e);
-    if (state === '2201B') {
-      for (const r of regexes) {
-        const valid = await this.deps.prisma.$queryRaw`SELECT '' ~ ${r.pattern}`.then(() => true, () => false);
-        if (!valid) return queryError('q', r.text, 'invalid regular expression');
-      }
-      return queryError('q', regexes[0]?.text ?? '', 'invalid regular expression');
+    if (state === '57014') {
+      return queryError('q', term, `the query took longer than ${this.deps.expensive.limits.timeoutMs} ms; simplify the regular expression or narrow the query with other terms`);
     }
-    if (state === '57014' && regexes.length) return queryError('q', regexes[0]!.text, 'the query took too long; simplify the regular expression');
-    return e;
+    if (!state) return e;
+    const message = e instanceof Error && e.message.startsWith('invalid regular expression: ') ? e.message.slice(0, 200) : 'invalid or too complex regular expression';
+    return queryError('q', term, message);
   }
 
   async create(tenant: string, input: CreateAssetArgs): Promise<AssetRecord> {
@@ -343,6 +346,7 @@ export class AssetService {
           writeVariant: (name, body, contentType) => this.deps.storage.put(`${folder}${name}`, body, { contentType }),
         },
         blob.mimeType,
+        this.deps.images,
       );
       return { ...blob, variants: facts.variants.map((v) => ({ ...v, key: `${folder}${v.name}` })) };
     } catch (e) {

@@ -8,6 +8,7 @@ import { AppError, errors, isAppError } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
+import type { ImageQueue } from '../media/image-queue.js';
 import { processImage } from '../media/images.js';
 import { InspectStream, type InspectResult } from '../media/inspect-stream.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
@@ -24,6 +25,7 @@ export interface DirectUploadDeps {
   uploads: UploadService;
   signedIds: SignedIds;
   logger: Logger;
+  images: ImageQueue;
   /** Lifetime of a direct upload (URL and signed id). */
   ttlSeconds: number;
   /** Tickets a tenant may hold at once (unexpired and not completed). */
@@ -243,7 +245,7 @@ export class DirectUploadService {
     return this.withClaim(tenant, args.signedId, options, async (upload, finish) => {
       try {
         const kind = SUPPORTED_TYPES.get(upload.mime)!.kind;
-        const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, mediaId, upload.mime) : undefined;
+        const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, mediaId, upload.mime, this.deps.images) : undefined;
         const [media] = await this.deps.uploads.commit(
           tenant,
           createdBy,

@@ -2,6 +2,7 @@ import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
 import type { MediaKind } from '../../generated/prisma/enums.js';
 import { mediaFromRow, type EntityRef, type MediaRecord, type MediaRow, type RoleRecord } from './media.record.js';
 import { readRows } from '../../db/read.js';
+import type { Statement } from '../../db/expensive-queries.js';
 
 type Db = PrismaClient | Prisma.TransactionClient;
 
@@ -231,23 +232,40 @@ export const mediaRepository = {
     return { rows: rows.map(mediaFromRow), total };
   },
 
-  async library(
-    db: Db,
-    tenant: string,
-    args: { offset: number; limit: number; kind: MediaKind | null; search: string | null },
-  ): Promise<EntityPage> {
-    const kind = args.kind ? Prisma.sql`AND m.kind = ${args.kind}::"MediaKind"` : Prisma.empty;
-    const search = args.search
-      ? Prisma.sql`AND m.file_name ILIKE ${'%' + args.search.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`
-      : Prisma.empty;
-    const where = Prisma.sql`m.tenant_id = ${tenant} AND m.deleted_at IS NULL ${kind} ${search}`;
-    const [rows, count] = await Promise.all([
-      readRows<MediaRow[]>(db, Prisma.sql`SELECT m.* FROM media m WHERE ${where} ${ORDER_NEWEST} LIMIT ${args.limit} OFFSET ${args.offset}`),
-      readRows<{ total: bigint | string }[]>(db, Prisma.sql`SELECT count(*) AS total FROM media m WHERE ${where}`),
-    ]);
+  async library(db: Db, tenant: string, args: LibraryArgs): Promise<EntityPage> {
+    const st = libraryStatements(tenant, args);
+    const [rows, count] = await Promise.all([readRows<MediaRow[]>(db, st.page), readRows<{ total: bigint | string }[]>(db, st.count)]);
+    return { rows: rows.map(mediaFromRow), total: Number(count[0]?.total ?? 0) };
+  },
+
+  /** The same, one statement after the other in a timed session (ExpensiveQueries), where both share one deadline. */
+  async libraryInOrder(query: Statement, tenant: string, args: LibraryArgs): Promise<EntityPage> {
+    const st = libraryStatements(tenant, args);
+    const rows = await query<MediaRow[]>(st.page);
+    const count = await query<{ total: string }[]>(st.count);
     return { rows: rows.map(mediaFromRow), total: Number(count[0]?.total ?? 0) };
   },
 };
+
+export interface LibraryArgs {
+  offset: number;
+  limit: number;
+  kind: MediaKind | null;
+  search: string | null;
+}
+
+/** The page and the count of `mediaLibrary`; `search` matches file names case-insensitively, as a plain substring. */
+function libraryStatements(tenant: string, args: LibraryArgs): { page: Prisma.Sql; count: Prisma.Sql } {
+  const kind = args.kind ? Prisma.sql`AND m.kind = ${args.kind}::"MediaKind"` : Prisma.empty;
+  const search = args.search
+    ? Prisma.sql`AND m.file_name ILIKE ${'%' + args.search.replace(/[\\%_]/g, (c) => '\\' + c) + '%'}`
+    : Prisma.empty;
+  const where = Prisma.sql`m.tenant_id = ${tenant} AND m.deleted_at IS NULL ${kind} ${search}`;
+  return {
+    page: Prisma.sql`SELECT m.* FROM media m WHERE ${where} ${ORDER_NEWEST} LIMIT ${args.limit} OFFSET ${args.offset}`,
+    count: Prisma.sql`SELECT count(*) AS total FROM media m WHERE ${where}`,
+  };
+}
 
 export function entityKey(e: EntityRef): string {
   return `${e.type}\u0000${e.id}`;

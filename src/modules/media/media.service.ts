@@ -1,7 +1,8 @@
 import type { Prisma, PrismaClient } from '../../generated/prisma/client.js';
 
 import type { MediaKind, SecurityLevel } from '../../generated/prisma/enums.js';
-import { errors } from '../../errors/index.js';
+import type { ExpensiveQueries } from '../../db/expensive-queries.js';
+import { dbSqlState, errors } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
@@ -18,6 +19,8 @@ export interface MediaServiceDeps {
   storage: Storage;
   policies: PolicyRegistry;
   logger: Logger;
+  /** Searches over every file name and counts over many tags take a turn here. */
+  expensive: ExpensiveQueries;
 }
 
 export function toConnection(page: EntityPage, first: number): Connection<MediaRecord> {
@@ -73,6 +76,10 @@ export class MediaService {
       first,
       after: decodeCursor(args.after),
     });
+    // The count reads every match of every tag asked for (up to 32 of them): the
+    // tenant's own data, so it is not cut short, but it takes a turn.
+    const { total } = page;
+    if (typeof total === 'function') page.total = () => this.deps.expensive.limit(tenant, 'searchByTags totalCount', total);
     return toConnection(page, first);
   }
 
@@ -80,12 +87,15 @@ export class MediaService {
     if (!Number.isInteger(args.page) || args.page < 1) throw errors.badInput('page', 'page starts at 1');
     if (!Number.isInteger(args.pageSize) || args.pageSize < 1 || args.pageSize > 100) throw errors.badInput('pageSize', 'pageSize must be between 1 and 100');
     const search = args.search?.trim() ? args.search.trim().slice(0, 200) : null;
-    const res = await mediaRepository.library(this.deps.prisma, tenant, {
-      offset: (args.page - 1) * args.pageSize,
-      limit: args.pageSize,
-      kind: args.kind,
-      search,
-    });
+    const libraryArgs = { offset: (args.page - 1) * args.pageSize, limit: args.pageSize, kind: args.kind, search };
+    // A search reads the name of every media of the tenant (no index serves a substring): it takes a turn and a deadline.
+    const { expensive } = this.deps;
+    const res = search
+      ? await expensive.run(tenant, 'mediaLibrary(search:)', (query) => mediaRepository.libraryInOrder(query, tenant, libraryArgs)).catch((e: unknown) => {
+          if (dbSqlState(e) !== '57014') throw e;
+          throw errors.badInput('search', `The search took longer than ${expensive.limits.timeoutMs} ms; narrow it with kind or a longer text`);
+        })
+      : await mediaRepository.library(this.deps.prisma, tenant, libraryArgs);
     return { items: res.rows, total: res.total, page: args.page, pageSize: args.pageSize };
   }
 

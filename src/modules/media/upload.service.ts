@@ -9,6 +9,7 @@ import { objectKeys } from '../../storage/index.js';
 import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
 import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
+import type { ImageQueue } from './image-queue.js';
 import { processImage, processImageWith } from './images.js';
 import { receiveUpload } from './receive-upload.js';
 import type { ContentCrypto } from '../../crypto/content-crypto.js';
@@ -72,6 +73,7 @@ export class UploadService {
       media: MediaService;
       logger: Logger;
       crypto: ContentCrypto;
+      images: ImageQueue;
     },
   ) {}
 
@@ -173,8 +175,9 @@ export class UploadService {
                   writeVariant: async (name, body) => ({ size: (await crypto.seal(storage, objectKeys.variant(tenant, id, name), body)).plainSize }),
                 },
                 received.mime,
+                this.deps.images,
               )
-            : await processImage(storage, tenant, id, received.mime);
+            : await processImage(storage, tenant, id, received.mime, this.deps.images);
       return {
         encryptionKeyId: kid,
         id,
