@@ -26,23 +26,6 @@ export function fuzzParameters(defaultRuns: number): fc.Parameters<unknown> {
 /** Codes that are the client's: a fuzzed request may get these and nothing else. */
 export const CLIENT_CODES = new Set(['BAD_USER_INPUT', 'BAD_REQUEST', 'GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'UNAUTHENTICATED', 'FORBIDDEN', 'NOT_FOUND', 'CONFLICT', 'PAYLOAD_TOO_LARGE', 'UNSUPPORTED_MEDIA_TYPE', 'TOO_MANY_REQUESTS']);
 
-/** Collects what the process did not handle: each one would have ended a real process. */
-export function uncaughtRecorder(): { errors: unknown[]; start(): void; stop(): void } {
-  const errors: unknown[] = [];
-  const record = (e: unknown) => errors.push(e);
-  return {
-    errors,
-    start: () => {
-      process.on('uncaughtException', record);
-      process.on('unhandledRejection', record);
-    },
-    stop: () => {
-      process.off('uncaughtException', record);
-      process.off('unhandledRejection', record);
-    },
-  };
-}
-
 /**
  * What every fuzzed request must get: an answer (not a dropped connection) with a
  * status below 500, and only client codes in its errors (HTTP body or GraphQL errors).
@@ -58,7 +41,7 @@ export function expectClientAnswer(r: RawExchange, what: string): void {
 }
 
 /** The process is healthy: nothing unhandled, /healthz within a second, no half-written file left. */
-export async function expectHealthy(app: TestApp, uncaught: unknown[]): Promise<void> {
+export async function expectHealthy(app: TestApp, uncaught: readonly unknown[]): Promise<void> {
   expect(uncaught.map(String)).toEqual([]);
   const r = await fetch(`${app.url}/healthz`, { signal: AbortSignal.timeout(1000) });
   expect(r.status).toBe(200);

@@ -1,6 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import { STORAGE_DRIVER, type TestApp } from './app.js';
 import { storedKeys } from './stored.js';
 
@@ -147,4 +147,31 @@ export function multipartBody(
   }
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(chunks), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/**
+ * Errors that nothing handled while the tests run (each one would end a real
+ * process; vitest only reports them): registers its own hooks, for every test
+ * (`each`, emptied before each) or for the whole file or block (`all`).
+ */
+export function recordUncaught(scope: 'each' | 'all' = 'each'): unknown[] {
+  const errors: unknown[] = [];
+  const record = (e: unknown) => void errors.push(e);
+  const start = () => {
+    if (scope === 'each') errors.length = 0;
+    process.on('uncaughtException', record);
+    process.on('unhandledRejection', record);
+  };
+  const stop = () => {
+    process.off('uncaughtException', record);
+    process.off('unhandledRejection', record);
+  };
+  if (scope === 'each') {
+    beforeEach(start);
+    afterEach(stop);
+  } else {
+    beforeAll(start);
+    afterAll(stop);
+  }
+  return errors;
 }

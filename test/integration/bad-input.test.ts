@@ -5,7 +5,7 @@ import { MediaForEntityDocument, SearchByTagsDocument, SecEntityMediaDocument, S
 import { startTestApp, newTenant, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
 import { codeOf, gql, ok, type GqlResult } from '../helpers/client.js';
 import { htmlAsPng, jpeg, jpegOfSize, mp4, pdf, png } from '../helpers/files.js';
-import { expectNothingStored, expectResponsive, multipartBody, rawPost, rowCounts, within } from '../helpers/security.js';
+import { expectNothingStored, expectResponsive, multipartBody, rawPost, recordUncaught, rowCounts, within } from '../helpers/security.js';
 import { storedKeys } from '../helpers/stored.js';
 import type { Storage } from '../../src/storage/index.js';
 
@@ -191,15 +191,7 @@ describe('refusals while the storage backend is still setting up the write', () 
   afterAll(() => slow?.close());
 
   // In production an uncaught exception ends the process; here vitest would only report it.
-  const uncaught: unknown[] = [];
-  const onUncaught = (e: unknown) => void uncaught.push(e);
-  beforeEach(() => {
-    uncaught.length = 0;
-    process.on('uncaughtException', onUncaught);
-  });
-  afterEach(() => {
-    process.off('uncaughtException', onUncaught);
-  });
+  const uncaught = recordUncaught();
 
   it.each([
     ['HTML named .png', () => htmlAsPng(), 'UNSUPPORTED_MEDIA_TYPE'],

@@ -5,7 +5,7 @@ import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helper
 import { codeOf, gql, ok } from '../helpers/client.js';
 import { jpeg, pdfBytes, png } from '../helpers/files.js';
 import { htmlOfSize, openPut, serviceUploadUrl } from '../helpers/direct-put.js';
-import { expectNothingStored, expectResponsive, stagedFiles } from '../helpers/security.js';
+import { expectNothingStored, expectResponsive, recordUncaught, stagedFiles } from '../helpers/security.js';
 import { storedKeys } from '../helpers/stored.js';
 import { SignedIds } from '../../src/modules/direct-uploads/signed-id.js';
 import { resolveSecrets } from '../../src/auth/secrets.js';
@@ -22,15 +22,7 @@ beforeAll(async () => {
 afterAll(() => app?.close());
 
 // In production an uncaught exception ends the process; here vitest would only report it.
-const uncaught: unknown[] = [];
-const onUncaught = (e: unknown) => void uncaught.push(e);
-beforeEach(() => {
-  uncaught.length = 0;
-  process.on('uncaughtException', onUncaught);
-});
-afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-});
+const uncaught = recordUncaught();
 
 const b64sha = (b: Buffer) => createHash('sha256').update(b).digest('base64');
 

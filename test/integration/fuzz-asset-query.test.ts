@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AssetsDocument, CreateAssetDocument } from '../generated/graphql.js';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { gql, ok } from '../helpers/client.js';
-import { CLIENT_CODES, expectHealthy, fuzzParameters, uncaughtRecorder } from '../helpers/fuzz.js';
+import { recordUncaught } from '../helpers/security.js';
+import { CLIENT_CODES, expectHealthy, fuzzParameters } from '../helpers/fuzz.js';
 import { ASSET_FIELDS } from '../../src/modules/assets/query-language.js';
 
 // Property-based fuzzing of assets(q:, sort:) over HTTP against the real PostgreSQL
@@ -14,10 +15,9 @@ import { ASSET_FIELDS } from '../../src/modules/assets/query-language.js';
 
 let app: TestApp;
 let token: string;
-const uncaught = uncaughtRecorder();
+const uncaught = recordUncaught('all');
 
 beforeAll(async () => {
-  uncaught.start();
   app = await startTestApp();
   const tenant = newTenant('fzq');
   token = await app.token(tenant);
@@ -26,7 +26,6 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  uncaught.stop();
   await app?.close();
 });
 
@@ -62,7 +61,7 @@ describe('fuzz: assets(q:, sort:) against PostgreSQL', () => {
         expect(r.status, q).toBeLessThan(500);
         for (const e of r.errors ?? []) expect(CLIENT_CODES.has(e.extensions?.code ?? ''), `${q} ${JSON.stringify(r.errors)}`).toBe(true);
         if (!r.errors) expect(Array.isArray(r.data?.assets.items)).toBe(true);
-        await expectHealthy(app, uncaught.errors);
+        await expectHealthy(app, uncaught);
       }),
       fuzzParameters(150),
     );

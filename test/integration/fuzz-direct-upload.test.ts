@@ -7,7 +7,8 @@ import { gql, ok } from '../helpers/client.js';
 import { png } from '../helpers/files.js';
 import { htmlOfSize, serviceUploadUrl } from '../helpers/direct-put.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { CLIENT_CODES, expectClientAnswer, expectHealthy, fuzzParameters, uncaughtRecorder } from '../helpers/fuzz.js';
+import { recordUncaught } from '../helpers/security.js';
+import { CLIENT_CODES, expectClientAnswer, expectHealthy, fuzzParameters } from '../helpers/fuzz.js';
 
 // Property-based fuzzing of the service's own direct-upload endpoint,
 // PUT /direct-uploads/{signedId} (issue 10): tickets declaring one size and bodies
@@ -18,16 +19,14 @@ import { CLIENT_CODES, expectClientAnswer, expectHealthy, fuzzParameters, uncaug
 // ones the ticket declared (size and SHA-256).
 
 let app: TestApp;
-const uncaught = uncaughtRecorder();
+const uncaught = recordUncaught('all');
 let good: Buffer;
 
 beforeAll(async () => {
-  uncaught.start();
   app = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0' } });
   good = Buffer.from(await (await png(64, 48)).arrayBuffer());
 });
 afterAll(async () => {
-  uncaught.stop();
   await app?.close();
 });
 
@@ -134,7 +133,7 @@ describe('fuzz: PUT /direct-uploads/{signedId}', () => {
           expect(served.equals(good)).toBe(true);
           expect(m.checksum).toBe(sha(good).toString('hex'));
         }
-        await expectHealthy(app, uncaught.errors);
+        await expectHealthy(app, uncaught);
       }),
       fuzzParameters(80),
     );

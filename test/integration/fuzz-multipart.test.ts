@@ -2,9 +2,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
-import { expectNothingStored, rowCounts } from '../helpers/security.js';
+import { expectNothingStored, rowCounts, recordUncaught } from '../helpers/security.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { expectClientAnswer, expectHealthy, fuzzParameters, uncaughtRecorder } from '../helpers/fuzz.js';
+import { expectClientAnswer, expectHealthy, fuzzParameters } from '../helpers/fuzz.js';
 
 // Property-based fuzzing of POST /graphql multipart bodies (issue 10): valid upload
 // requests cut at any offset, with corrupted, oversized, duplicated, missing and
@@ -14,16 +14,14 @@ import { expectClientAnswer, expectHealthy, fuzzParameters, uncaughtRecorder } f
 // refused request must leave no row and no object.
 
 let app: TestApp;
-const uncaught = uncaughtRecorder();
+const uncaught = recordUncaught('all');
 let jpg: Buffer;
 
 beforeAll(async () => {
-  uncaught.start();
   app = await startTestApp();
   jpg = Buffer.from(await (await jpeg(48, 32)).arrayBuffer());
 });
 afterAll(async () => {
-  uncaught.stop();
   await app?.close();
 });
 
@@ -193,7 +191,7 @@ describe('fuzz: POST /graphql multipart bodies', () => {
         } else {
           await expectNothingStored(app, tenant);
         }
-        await expectHealthy(app, uncaught.errors);
+        await expectHealthy(app, uncaught);
       }),
       fuzzParameters(120),
     );

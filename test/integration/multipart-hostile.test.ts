@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
-import { expectNothingStored, expectResponsive, multipartBody, rowCounts } from '../helpers/security.js';
+import { expectNothingStored, expectResponsive, multipartBody, recordUncaught, rowCounts } from '../helpers/security.js';
 import { errorCode, errorMessage, rawRequest, type RawExchange } from '../helpers/raw-http.js';
 
 // Hostile multipart requests (issue 10, defects 1 and 7): none may end the process,
@@ -10,18 +10,11 @@ import { errorCode, errorMessage, rawRequest, type RawExchange } from '../helper
 
 let app: TestApp;
 /** Errors nobody handled while this file runs: each one would have ended a real process. */
-const uncaught: unknown[] = [];
-const record = (e: unknown) => uncaught.push(e);
+const uncaught = recordUncaught('all');
 beforeAll(async () => {
-  process.on('uncaughtException', record);
-  process.on('unhandledRejection', record);
   app = await startTestApp();
 });
-afterAll(async () => {
-  process.off('uncaughtException', record);
-  process.off('unhandledRejection', record);
-  await app?.close();
-});
+afterAll(() => app?.close());
 
 const KiB = 1024;
 const UPLOAD = 'mutation($input: UploadInput!) { upload(input: $input) { id fileName fileSize } }';

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AppError } from '../../src/errors/index.js';
 import type { Storage } from '../../src/storage/index.js';
 import { STORAGE_DRIVER, newTenant, testStorage } from '../helpers/app.js';
-import { within } from '../helpers/security.js';
+import { recordUncaught, within } from '../helpers/security.js';
 
 let dir: string;
 let storage: Storage;
@@ -21,15 +21,8 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-const uncaught: unknown[] = [];
-const onUncaught = (e: unknown) => void uncaught.push(e);
-beforeEach(() => {
-  uncaught.length = 0;
-  process.on('uncaughtException', onUncaught);
-});
-afterEach(() => {
-  process.off('uncaughtException', onUncaught);
-});
+// In production an uncaught exception ends the process; here vitest would only report it.
+const uncaught = recordUncaught();
 
 const keyOf = (tenant: string, name = 'original') => `${tenant}/${randomUUID()}/${name}`;
 async function readAll(key: string): Promise<Buffer> {
