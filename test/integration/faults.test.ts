@@ -16,6 +16,7 @@ import { STORAGE_DRIVER, newTenant, startTestApp, type TestApp } from '../helper
 import { codeOf, gql, ok, type GqlResult } from '../helpers/client.js';
 import { jpeg, mp4, pdf, png } from '../helpers/files.js';
 import { storedKeys } from '../helpers/stored.js';
+import { recordUncaught, within } from '../helpers/security.js';
 
 type PutFault = (key: string, body: Readable, options: PutOptions | undefined, real: Storage) => Promise<ObjectInfo>;
 
@@ -26,6 +27,8 @@ type PutFault = (key: string, body: Readable, options: PutOptions | undefined, r
  */
 class FaultSwitch {
   fault: { tenant: string; put: PutFault } | null = null;
+  /** Reads of the tenant's originals break after this many bytes (an S3 body reset mid-transfer). */
+  readFault: { tenant: string; after: number } | null = null;
   readonly written: string[] = [];
   readonly failedPuts: string[] = [];
 
@@ -46,9 +49,25 @@ class FaultSwitch {
       this.written.push(key);
       return info;
     };
+    const get = async (...args: Parameters<Storage['get']>): Promise<Readable> => {
+      const body = await real.get(...args);
+      const fault = this.readFault;
+      if (!fault || !args[0].startsWith(`${fault.tenant}/`) || !args[0].endsWith('/original')) return body;
+      let seen = 0;
+      const breaking = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          seen += chunk.length;
+          if (seen > fault.after) return done(new Error('ECONNRESET: backend went away (secret-host:9000)'));
+          done(null, chunk);
+        },
+      });
+      body.on('error', (e) => breaking.destroy(e));
+      return body.pipe(breaking);
+    };
     return new Proxy(real, {
       get(target, prop) {
         if (prop === 'put') return put;
+        if (prop === 'get') return get;
         const value: unknown = Reflect.get(target, prop, target);
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       },
@@ -116,6 +135,7 @@ async function localLeftovers(app: TestApp, tenant: string): Promise<string[]> {
 
 let app: TestApp;
 const faults = new FaultSwitch();
+const uncaught = recordUncaught();
 let sql: pg.Client;
 const healthyTenant = newTenant('ok');
 let healthyToken: string;
@@ -206,6 +226,26 @@ describe('storage failing mid-stream', () => {
     );
     expectStorageUnavailable(r);
     await expectNothingLeft(tenant);
+  });
+
+  it('a read of the stored original failing while the image is decoded: STORAGE_UNAVAILABLE, nothing left, the image queue free', async () => {
+    // Early (the header) and late (the pixels; the PNG is about 3.4 KB).
+    for (const after of [64, 2500]) {
+      const tenant = newTenant('fr');
+      const token = await app.token(tenant);
+      faults.readFault = { tenant, after };
+      let r;
+      try {
+        r = await within(gql(app.url, FltUploadDocument, { input: { file: await png(900, 700), entity: { type: 'property', id: 'p1' } } }, { token }), 10_000, 'upload');
+      } finally {
+        faults.readFault = null;
+      }
+      expectStorageUnavailable(r);
+      await expectNothingLeft(tenant);
+      expect(app.services.images.stats()).toMatchObject({ running: 0, waiting: 0 });
+    }
+    expect(uncaught).toEqual([]);
+    await expectStillServing();
   });
 
   it('a failure writing a variant removes the original and the variants already written', async () => {

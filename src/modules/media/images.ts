@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Metadata, OutputInfo, Sharp } from 'sharp';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
-import { AppError, ErrorCode, errors } from '../../errors/index.js';
+import { AppError, ErrorCode, errors, isAppError } from '../../errors/index.js';
 import type { ImageQueue } from './image-queue.js';
 import type { VariantRecord } from './media.record.js';
 
@@ -80,20 +80,35 @@ export async function processImageWith(io: ImageIO, mime: string, queue: ImageQu
   if (!format) throw errors.unsupportedType(`No image pipeline for ${mime}`);
   return queue.run(async (reserve) => {
     const input = sharp({ limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' });
+    // sharp neither listens for its input's errors nor settles metadata() or its
+    // clones' outputs when the input fails: every wait below races this instead.
+    let sourceError: unknown;
+    const failed = new Promise<never>((_, reject) => input.on('error', reject));
+    failed.catch(() => undefined);
     const source = await io.readOriginal();
-    source.on('error', (e) => input.destroy(e));
+    source.on('error', (e) => {
+      sourceError ??= e;
+      input.destroy(e);
+    });
     source.pipe(input);
+    // A read that failed is the storage's fault (or the integrity check's), never the content's.
+    const readFailure = () => (isAppError(sourceError) ? sourceError : errors.storageUnavailable(sourceError));
     try {
       let meta: Metadata;
       try {
-        meta = await input.metadata();
+        meta = await Promise.race([input.metadata(), failed]);
       } catch (e) {
+        if (sourceError) throw readFailure();
         throw errors.unsupportedType(`Image could not be decoded: ${e instanceof Error ? e.message.slice(0, 120) : 'invalid'}`);
       }
       const need = decodeBytes(meta);
       if (need > queue.memoryBytes) throw tooLargeToDecode(meta, need, queue.memoryBytes);
       await reserve(need);
-      return await variantsOf(input, meta, { io, mime, format });
+      try {
+        return await variantsOf(input, meta, { io, mime, format, failed });
+      } catch (e) {
+        throw sourceError ? readFailure() : e;
+      }
     } finally {
       // Ended on success; after a refusal or a decode error nothing more is read from storage.
       source.destroy();
@@ -111,8 +126,12 @@ function tooLargeToDecode(meta: Metadata, need: number, budget: number): AppErro
 }
 
 /** Writes the variants of a decoded image (THUMB always, larger ones only below its size). */
-async function variantsOf(input: Sharp, meta: Metadata, o: { io: ImageIO; mime: string; format: (typeof OUTPUT)[string] }): Promise<ImageFacts> {
-  const { io, mime, format } = o;
+async function variantsOf(
+  input: Sharp,
+  meta: Metadata,
+  o: { io: ImageIO; mime: string; format: (typeof OUTPUT)[string]; failed: Promise<never> },
+): Promise<ImageFacts> {
+  const { io, mime, format, failed } = o;
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
   if (!width || !height) throw errors.unsupportedType('Image has no dimensions');
@@ -130,7 +149,13 @@ async function variantsOf(input: Sharp, meta: Metadata, o: { io: ImageIO; mime: 
     out.on('info', (i: OutputInfo) => (info = i));
     out.on('error', () => (decodeFailed = true));
     try {
-      const stored = await io.writeVariant(name, out, mime);
+      // When the input fails, this output would never end: end it with the same error.
+      const inputFailed = failed.catch((e: unknown) => {
+        out.destroy(e as Error);
+        throw e;
+      });
+      inputFailed.catch(() => undefined);
+      const stored = await Promise.race([io.writeVariant(name, out, mime), inputFailed]);
       variants.push({ name, width: info?.width ?? 0, height: info?.height ?? 0, size: stored.size, mediaType: mime });
     } catch (e) {
       // Only a failure of the image pipeline is the content's fault; storage errors pass through.
