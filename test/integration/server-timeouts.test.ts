@@ -1,7 +1,9 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
-import { pdfBytes } from '../helpers/files.js';
+import type { Readable } from 'node:stream';
+import type { PutOptions } from '../../src/storage/storage.js';
+import { pdfBytes, png } from '../helpers/files.js';
 import { expectNothingStored, expectResponsive, multipartBody, rowCounts } from '../helpers/security.js';
 import { rawRequest } from '../helpers/raw-http.js';
 
@@ -9,8 +11,25 @@ import { rawRequest } from '../helpers/raw-http.js';
 // not, however long it takes; slow headers are cut. Short limits make the test quick.
 
 let app: TestApp;
+/** While set, writing a THUMB variant takes this long: the service works on a request it has wholly received. */
+let variantDelayMs = 0;
 beforeAll(async () => {
-  app = await startTestApp({ env: { HTTP_IDLE_TIMEOUT_SECONDS: '2', HTTP_HEADERS_TIMEOUT_SECONDS: '2' } });
+  app = await startTestApp({
+    env: { HTTP_IDLE_TIMEOUT_SECONDS: '2', HTTP_HEADERS_TIMEOUT_SECONDS: '2' },
+    storage: (_dir, real) =>
+      new Proxy(real, {
+        get(target, prop) {
+          if (prop === 'put') {
+            return async (key: string, body: Readable, options?: PutOptions) => {
+              if (variantDelayMs && key.endsWith('/THUMB')) await new Promise((ok) => setTimeout(ok, variantDelayMs));
+              return target.put(key, body, options);
+            };
+          }
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+  });
 });
 afterAll(() => app?.close());
 
@@ -56,6 +75,29 @@ describe('server timeouts', () => {
     expect(j.data?.upload?.fileSize).toBe(size);
     expect(r.ms).toBeGreaterThan(2 * 2000);
     expect((await rowCounts(app, tenant)).media).toBe(1);
+  });
+
+  it('a request the service is still working on (an image step longer than the idle timeout) is answered, not cut', async () => {
+    const tenant = newTenant('tow');
+    const token = await app.token(tenant);
+    const ops = JSON.stringify({ query: 'mutation($input: UploadInput!) { upload(input: $input) { id variants { name } } }', variables: { input: { file: null, entity: { type: 'property', id: 'p-1' } } } });
+    const { body, contentType } = multipartBody([
+      { name: 'operations', value: ops },
+      { name: 'map', value: '{"0":["variables.input.file"]}' },
+      { name: '0', filename: 'p.png', type: 'image/png', data: Buffer.from(await (await png(300, 200)).arrayBuffer()) },
+    ]);
+    variantDelayMs = 4500;
+    let r;
+    try {
+      r = await rawRequest(app.url, { headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}`, 'content-type': contentType }, chunks: [body], timeoutMs: 20_000 });
+    } finally {
+      variantDelayMs = 0;
+    }
+    expect(r.ended).toBe('response');
+    expect(r.ms).toBeGreaterThan(4000);
+    const j = r.json as { data?: { upload?: { variants: { name: string }[] } }; errors?: unknown };
+    expect(j.errors, r.text).toBeUndefined();
+    expect(j.data?.upload?.variants.map((v) => v.name)).toContain('THUMB');
   });
 
   it('headers that never end are cut after the headers timeout', async () => {
