@@ -470,6 +470,38 @@ describe('a completion that outlives its lease creates nothing', () => {
     const winner = second.data!.completeDirectUpload;
     expect((await storedKeys(slow, tenant)).every((k) => k.startsWith(objectKeys.prefix(tenant, winner.id)))).toBe(true);
   });
+  it('a PUT that takes over a lapsed claim ends it: the stale completion is CONFLICT, and a new one gets the new bytes', async () => {
+    const tenant = newTenant('stput');
+    const token = await slow.token(tenant);
+    const first = pdfBytes(2);
+    const second = Buffer.concat([first.subarray(0, first.length - 1), Buffer.from('\n')]);
+    const { createDirectUpload: t } = await ok(
+      slow.url,
+      CreateDirectUploadDocument,
+      { input: { filename: 'a.pdf', contentType: 'application/pdf', byteSize: first.length, checksum: b64sha(second) } },
+      { token },
+    );
+    // The first bytes do not match the declared checksum, but the stale completion never gets to verify them.
+    expect((await put(t, first)).status).toBe(200);
+    const id = ticketIdOf(t);
+    let release!: () => void;
+    hold.set(id, new Promise<void>((r) => (release = r)));
+    const stale = gql(slow.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'property', id: 'p1' } }, { token });
+    for (let i = 0; !(await slow.db.prisma.directUpload.findFirst({ where: { id, claimedUntil: { not: null } } })); i++) {
+      if (i > 100) throw new Error('the completion never claimed the ticket');
+      await sleep(50);
+    }
+    await slow.db.prisma.$executeRaw`UPDATE direct_upload SET claimed_until = now() - interval '1 second' WHERE id = ${id}::uuid`;
+    const replaced = await fetch(serviceUploadUrl(slow.url, t.signedId), { method: 'PUT', headers: { 'content-type': 'application/pdf' }, body: second });
+    expect(replaced.status).toBe(200);
+    release();
+    expect(codeOf(await stale)).toBe('CONFLICT');
+    expect(await slow.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
+    const done = await gql(slow.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'property', id: 'p1' } }, { token });
+    expect(done.errors).toBeUndefined();
+    const served = Buffer.from(await (await fetch(`${slow.url}/media/${done.data!.completeDirectUpload.id}/content`, { headers: { authorization: `Bearer ${token}` } })).arrayBuffer());
+    expect(served.equals(second)).toBe(true);
+  });
 });
 
 describe(`outstanding tickets are capped per tenant (${STORAGE_DRIVER})`, () => {

@@ -205,8 +205,9 @@ export class DirectUploadService {
       if (limited.readableEnded && limited.received < declared) throw short();
       throw errors.storageUnavailable(e);
     }
+    // Taking over a lapsed claim ends it: a completion still running with that claim can no longer finish.
     const swapped = await prisma.$queryRaw<{ previous: string }[]>`
-      UPDATE direct_upload d SET storage_key = ${key}
+      UPDATE direct_upload d SET storage_key = ${key}, claim_token = NULL, claimed_until = NULL
       FROM (SELECT storage_key FROM direct_upload WHERE tenant_id = ${tenant} AND id = ${id}::uuid FOR UPDATE) old
       WHERE d.tenant_id = ${tenant} AND d.id = ${id}::uuid AND d.completed_at IS NULL AND d.expires_at > now()
         AND (d.claimed_until IS NULL OR d.claimed_until <= now())

@@ -199,13 +199,17 @@ export class UploadService {
   }
 
   /**
-   * One transaction for the rows of stored files: media, attachment, role.
+   * One transaction for the rows of stored files: media, attachment, role; it
+   * throws only when nothing was committed.
    * `first` runs at its start (a direct upload's completion: the rows exist only if
    * the ticket could be finished).
    */
   async commit(tenant: string, createdBy: string, stored: Stored[], first?: (tx: Prisma.TransactionClient) => Promise<void>): Promise<MediaRecord[]> {
     const ids = stored.map((s) => s.id);
-    await this.deps.prisma.$transaction(async (tx) => {
+    // The new rows are read back in the same transaction: once it has committed,
+    // nothing can fail any more, so a caller that deletes the objects when commit()
+    // throws never deletes the bytes of committed media.
+    const rows = await this.deps.prisma.$transaction(async (tx) => {
       await first?.(tx);
       for (const s of stored) {
         await tx.media.create({
@@ -235,8 +239,8 @@ export class UploadService {
           if (a.role) await upsertRole(tx, tenant, a.entity, s.id, a.role);
         }
       }
+      return mediaRepository.byIds(tx, tenant, ids);
     });
-    const rows = await mediaRepository.byIds(this.deps.prisma, tenant, ids);
     const byId = new Map(rows.map((r) => [r.id, r]));
     return ids.map((id) => byId.get(id)!);
   }
