@@ -53,6 +53,8 @@ export interface AssetPageResult {
 }
 
 export const MAX_PAGE_SIZE = 100;
+/** What compiling a pattern alone can fail with: invalid, too complex, or an allocation PostgreSQL refuses. */
+const PATTERN_STATES = new Set(['2201B', '54000', '54001', '53200', 'XX000']);
 const MAX_REFS = 100;
 
 // Keys are path-like and URL-safe, so that GET /tenants/{tenant}/assets/{key} needs no escaping:
@@ -111,35 +113,36 @@ export class AssetService {
     const statements = pageStatements(tenant, { q: args.q, sort: args.sort, limit: pageSize, offset });
     const regexes = statements.terms.filter((t) => t.expression.kind === 'regex');
     const result = regexes.length
-      ? await this.deps.expensive.run(tenant, 'assets(q:) with a regular expression', async (query) => {
-          // Each pattern alone first: PostgreSQL compiles it (and keeps it for the page), and
-          // a pattern it refuses is named by its own term.
-          for (const r of regexes) await query(Prisma.sql`SELECT '' ~ ${(r.expression as { pattern: string }).pattern}`).catch((e: unknown) => {
-            throw this.regexFailure(e, r.text);
-          });
-          return assetRepository.pageInOrder(query, statements).catch((e: unknown) => {
-            throw dbSqlState(e) === '57014' ? this.regexFailure(e, regexes[0]!.text) : e;
-          });
-        })
+      ? await this.deps.expensive
+          .run(tenant, 'assets(q:) with a regular expression', (query) => assetRepository.pageInOrder(query, statements))
+          .catch(async (e: unknown) => {
+            throw await this.regexFailure(e, regexes.map((t) => ({ text: t.text, pattern: (t.expression as { pattern: string }).pattern })));
+          })
       : await assetRepository.page(this.deps.prisma, statements);
     return { items: result.rows, totalCount: result.total, pageNumber, pageSize };
   }
 
   /**
    * PostgreSQL decides what a regular expression is (its ARE syntax is not
-   * JavaScript's): one it refuses, or one that runs past the timeout, is the
-   * client's error and names its term. Any error of a statement that only
-   * compiles the pattern is the pattern's ("too complex" can surface as an
-   * allocation PostgreSQL refuses).
+   * JavaScript's). A query with patterns that failed: past the timeout, the client's
+   * error naming its first pattern; otherwise each pattern is compiled alone, and
+   * one that fails there (invalid, or so complex that PostgreSQL refuses the
+   * allocation) is the client's error naming its term. Anything else (a failover, a
+   * pool timeout) stays the server's.
    */
-  private regexFailure(e: unknown, term: string): unknown {
-    const state = dbSqlState(e);
-    if (state === '57014') {
-      return queryError('q', term, `the query took longer than ${this.deps.expensive.limits.timeoutMs} ms; simplify the regular expression or narrow the query with other terms`);
+  private async regexFailure(e: unknown, regexes: { text: string; pattern: string }[]): Promise<unknown> {
+    if (dbSqlState(e) === '57014') {
+      return queryError('q', regexes[0]!.text, `the query took longer than ${this.deps.expensive.limits.timeoutMs} ms; simplify the regular expression or narrow the query with other terms`);
     }
-    if (!state) return e;
-    const message = e instanceof Error && e.message.startsWith('invalid regular expression: ') ? e.message.slice(0, 200) : 'invalid or too complex regular expression';
-    return queryError('q', term, message);
+    if (!dbSqlState(e)) return e;
+    for (const r of regexes) {
+      const refused = await this.deps.prisma.$queryRaw`SELECT '' ~ ${r.pattern}`.then(() => undefined, (err: unknown) => err);
+      if (refused && PATTERN_STATES.has(dbSqlState(refused) ?? '')) {
+        const message = refused instanceof Error && /invalid regular expression: /.test(refused.message) ? refused.message.slice(refused.message.indexOf('invalid regular expression: ')).replace(/`.*$/s, '').slice(0, 200) : 'invalid or too complex regular expression';
+        return queryError('q', r.text, message);
+      }
+    }
+    return e;
   }
 
   async create(tenant: string, input: CreateAssetArgs): Promise<AssetRecord> {
