@@ -74,7 +74,12 @@ export function assetRoutes(services: Services): Router {
       const variant = variantParam(req);
       const item = asset.type === 'BLOB' ? servableOf(asset, variant) : null;
       if (variant !== undefined && !item) throw errors.notFound('Variant', `${asset.id}/${variant}`);
-      if (asset.type === 'LINK' || asset.access === 'PUBLIC') return redirect(res, publicUrlOf(services.urls.base(), asset, variant)!);
+      if (asset.type === 'LINK') {
+        const target = services.assets.linkTarget(asset);
+        if (!target) throw errors.notFound('Asset', `${asset.id} (its link names a host that is not public)`);
+        return redirect(res, target);
+      }
+      if (asset.access === 'PUBLIC') return redirect(res, publicUrlOf(services.urls.base(), asset, variant)!);
       await serveContent(services, req, res, item!);
     }),
   );
@@ -101,7 +106,10 @@ export function assetRoutes(services: Services): Router {
         if (user.tenant !== tenant) return missing();
         if (!user.scopes.has('asset:read')) throw errors.forbidden('asset:read');
       }
-      if (asset.type === 'LINK') return redirect(res, asset.linkUrl!);
+      if (asset.type === 'LINK') {
+        const target = services.assets.linkTarget(asset);
+        return target ? redirect(res, target) : missing();
+      }
       const item = servableOf(asset, variantParam(req));
       if (!item) return missing();
       await serveContent(services, req, res, item);

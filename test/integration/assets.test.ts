@@ -326,6 +326,21 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
         expect(await rows(tenant)).toBe(0);
       });
 
+      it('a LINK stored before non-public hosts were refused is never redirected to', async () => {
+        const tenant = newTenant();
+        const token = await app.token(tenant);
+        const a = await create(token, { type: 'LINK', access: 'PUBLIC', key: 'old-link', url: 'https://example.com/ok' });
+        await app.db.prisma.asset.update({ where: { tenantId_id: { tenantId: tenant, id: a.id } }, data: { linkUrl: 'http://169.254.169.254/latest/meta-data/' } });
+        for (const res of [
+          await fetch(`${app.url}/tenants/${tenant}/assets/old-link`, { redirect: 'manual' }),
+          await fetch(`${app.url}/assets/${a.id}/download`, { redirect: 'manual', headers: { authorization: `Bearer ${token}` } }),
+        ]) {
+          expect(res.status).toBe(404);
+          expect(res.headers.get('location')).toBeNull();
+          expect(await res.text()).not.toContain('169.254');
+        }
+      });
+
       it('a file over 50 MB is PAYLOAD_TOO_LARGE', async () => {
         const tenant = newTenant();
         const r = await gql(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PUBLIC', file: await jpegOfSize(50 * MiB + 1) } }, { token: await app.token(tenant) });

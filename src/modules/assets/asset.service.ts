@@ -306,6 +306,20 @@ export class AssetService {
     };
   }
 
+  /**
+   * Where a LINK asset redirects to, checked again when served: a link stored before
+   * non-public hosts were refused (or under another setting) is never redirected to
+   * from the service's origin; null then.
+   */
+  linkTarget(asset: AssetRecord): string | null {
+    if (asset.type !== 'LINK' || !asset.linkUrl) return null;
+    try {
+      return this.checkUrl(asset.linkUrl);
+    } catch {
+      return null;
+    }
+  }
+
   private checkUrl(url: string): string {
     return checkLinkUrl(url, { allowNonPublicHosts: this.deps.allowNonPublicLinkHosts ?? false });
   }
