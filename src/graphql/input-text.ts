@@ -39,6 +39,9 @@ export function ApolloServerPluginStorableText(): ApolloServerPlugin<Context> {
  * default); then in any variable sent, used or not.
  */
 export function unstorableInput(document: DocumentNode, operation: OperationDefinitionNode, variables: Record<string, unknown>): Found | undefined {
+  // The usual case costs one pass over the variables: a document's literals never
+  // change (Apollo reuses parsed documents), and only a refusal needs the path walk below.
+  if (!documentHasUnstorableLiteral(document) && !findUnstorableText(variables, '$')) return undefined;
   const defaults = new Map<string, ValueNode>();
   for (const d of operation.variableDefinitions ?? []) if (d.defaultValue) defaults.set(d.variable.name.value, d.defaultValue);
   let found: Found | undefined;
@@ -60,6 +63,25 @@ export function unstorableInput(document: DocumentNode, operation: OperationDefi
     if (found) return found;
   }
   return undefined;
+}
+
+const literalsChecked = new WeakMap<DocumentNode, boolean>();
+
+/** Whether any string literal of the document (arguments, defaults, directives) cannot be stored; remembered per document. */
+function documentHasUnstorableLiteral(document: DocumentNode): boolean {
+  let bad = literalsChecked.get(document);
+  if (bad === undefined) {
+    bad = false;
+    visit(document, {
+      StringValue(node) {
+        if (!unstorableText(node.value)) return undefined;
+        bad = true;
+        return BREAK;
+      },
+    });
+    literalsChecked.set(document, bad);
+  }
+  return bad;
 }
 
 function inValue(root: ValueNode, rootPath: string, variables: Record<string, unknown>, defaults: Map<string, ValueNode>): Found | undefined {
