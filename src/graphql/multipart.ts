@@ -207,20 +207,12 @@ function placeAt(root: unknown, path: string, value: unknown): boolean {
   return false;
 }
 
-/** A GraphQL-shaped error answered before the request reaches Apollo. */
-function refuse(res: Response, e: AppError): void {
-  if (res.headersSent) return;
-  res.status(e.status).setHeader('X-Content-Type-Options', 'nosniff');
-  res.setHeader('Cache-Control', 'no-store');
-  res.json({ errors: [{ message: e.message, extensions: { ...e.extensions } }] });
-}
-
 /**
  * Express middleware for multipart/form-data requests to /graphql: parses
  * `operations` and `map`, puts an IncomingFile wherever the map says, and hands the
  * operations to the next handler (Apollo) as soon as the map is read; the files
- * stream in while the operation runs. Anything wrong before that point answers 400
- * (413 for an oversized field) with a GraphQL-shaped error.
+ * stream in while the operation runs. Anything wrong before that point goes to the
+ * app's error handler: 400 (413 for an oversized field) with a GraphQL-shaped error.
  */
 export function graphqlMultipart(options: MultipartOptions): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
@@ -241,7 +233,7 @@ export function graphqlMultipart(options: MultipartOptions): RequestHandler {
       });
     } catch (e) {
       req.resume();
-      return refuse(res, errors.badInput('body', `Malformed multipart request: ${(e as Error).message}`));
+      return next(errors.badInput('body', `Malformed multipart request: ${(e as Error).message}`));
     }
 
     /** Ends the parse with an error: before the hand-over it is the answer; after it, the files' error. */
@@ -254,7 +246,8 @@ export function graphqlMultipart(options: MultipartOptions): RequestHandler {
       files.dropAll(e);
       // Read what is left of the body so the answer can be sent on a keep-alive connection.
       req.resume();
-      if (!handedOn) refuse(res, e);
+      // Before the hand-over the error is the answer, GraphQL-shaped by the app's error handler.
+      if (!handedOn) next(e);
     };
 
     // busboy emits 'error' more than once (once more when destroyed): listen for all of them.
