@@ -22,8 +22,14 @@ export function ApolloServerPluginHideVariableErrorDetails(): ApolloServerPlugin
   };
 }
 
+/** An error about a variable's value (graphql-js puts it on the variable's definition). */
+export function isVariableError(e: unknown): boolean {
+  const nodes = (e as GraphQLError | undefined)?.nodes;
+  return nodes?.length === 1 && nodes[0]!.kind === Kind.VARIABLE_DEFINITION;
+}
+
 function hideReason(e: GraphQLError): void {
-  if (e.nodes?.length !== 1 || e.nodes[0]!.kind !== Kind.VARIABLE_DEFINITION) return;
+  if (!isVariableError(e)) return;
   const reason = e.originalError?.message;
   if (!reason || reason === e.message || !e.message.endsWith(`; ${reason}`)) return;
   e.message = `${e.message.slice(0, -(reason.length + 2))}.`;

@@ -23,6 +23,7 @@ import { MAX_TAGS } from '../modules/media/tags.js';
 import { MAX_BATCH } from '../modules/media/upload.service.js';
 import { SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { MediaRole, VariantName } from './enums.js';
+import { isVariableError } from './hide-schema-details.js';
 
 /**
  * The abuse limits of SPEC 13, in the order they act on a request:
@@ -211,11 +212,6 @@ export function queryLimitOptions(limits: QueryLimits = QUERY_LIMITS) {
 }
 
 /** Whether an error is about the request's variables (coercion), which execution reports itself. */
-function isVariableError(e: unknown): boolean {
-  const nodes = (e as GraphQLError | undefined)?.nodes;
-  return nodes?.length === 1 && nodes[0]!.kind === Kind.VARIABLE_DEFINITION;
-}
-
 /**
  * Refuses an operation whose cost exceeds `maxCost`, before anything executes.
  * It runs once the operation is known (with its variables), after validation.
