@@ -12,7 +12,6 @@ import {
   isListType,
   isObjectType,
   isUnionType,
-  Kind,
   type GraphQLSchema,
   type ValidationContext,
   type ValidationRule,
