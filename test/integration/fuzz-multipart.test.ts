@@ -3,8 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
 import { expectNothingStored, rowCounts, recordUncaught } from '../helpers/security.js';
+import { Transform, type Readable } from 'node:stream';
+import type { Storage } from '../../src/storage/index.js';
+import type { PutOptions } from '../../src/storage/storage.js';
 import { rawRequest } from '../helpers/raw-http.js';
-import { expectClientAnswer, expectHealthy, fuzzParameters } from '../helpers/fuzz.js';
+import { CLIENT_CODES, expectClientAnswer, expectHealthy, fuzzParameters } from '../helpers/fuzz.js';
 
 // Property-based fuzzing of POST /graphql multipart bodies (issue 10): valid upload
 // requests cut at any offset, with corrupted, oversized, duplicated, missing and
@@ -14,15 +17,52 @@ import { expectClientAnswer, expectHealthy, fuzzParameters } from '../helpers/fu
 // refused request must leave no row and no object.
 
 let app: TestApp;
+/** The same service on a storage that fails where `storageFault` says (fault injection beside the real runs). */
+let faulty: TestApp;
 const uncaught = recordUncaught('all');
 let jpg: Buffer;
 
+/** Where the next request's storage fails: a write or a read of its tenant's objects, after `after` bytes. */
+let storageFault: { tenant: string; on: 'put' | 'get'; after: number; variantsOnly: boolean } | null = null;
+
+function breakAfter(source: Readable, after: number): Readable {
+  let seen = 0;
+  const t = new Transform({
+    transform(chunk: Buffer, _e, done) {
+      seen += chunk.length;
+      if (seen > after) return done(new Error('ECONNRESET: injected storage fault'));
+      done(null, chunk);
+    },
+  });
+  source.on('error', (e) => t.destroy(e));
+  return source.pipe(t);
+}
+
+function faultyStorage(real: Storage): Storage {
+  const applies = (key: string, on: 'put' | 'get') =>
+    storageFault && storageFault.on === on && key.startsWith(`${storageFault.tenant}/`) && (!storageFault.variantsOnly || !key.endsWith('/original'));
+  return new Proxy(real, {
+    get(target, prop) {
+      if (prop === 'put') return (key: string, body: Readable, options?: PutOptions) => target.put(key, applies(key, 'put') ? breakAfter(body, storageFault!.after) : body, options);
+      if (prop === 'get')
+        return async (...args: Parameters<Storage['get']>) => {
+          const body = await target.get(...args);
+          return applies(args[0], 'get') ? breakAfter(body, storageFault!.after) : body;
+        };
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
 beforeAll(async () => {
   app = await startTestApp();
+  faulty = await startTestApp({ storage: (_dir, real) => faultyStorage(real) });
   jpg = Buffer.from(await (await jpeg(48, 32)).arrayBuffer());
 });
 afterAll(async () => {
   await app?.close();
+  await faulty?.close();
 });
 
 interface Part {
@@ -194,6 +234,43 @@ describe('fuzz: POST /graphql multipart bodies', () => {
         await expectHealthy(app, uncaught);
       }),
       fuzzParameters(120),
+    );
+  }, 240_000);
+
+  it('with the storage failing mid-write or mid-read, every upload is STORAGE_UNAVAILABLE or a client error, leaves nothing, and the process stays healthy', async () => {
+    const fault = fc.record({
+      on: fc.constantFrom('put' as const, 'get' as const),
+      after: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4096 })),
+      variantsOnly: fc.boolean(),
+      mutate: fc.option(mutation, { freq: 3 }),
+      chunked: fc.boolean(),
+    });
+    await fc.assert(
+      fc.asyncProperty(fault, async (f) => {
+        const tenant = newTenant('fzs');
+        const { body, contentType } = build({ mutations: f.mutate ? [f.mutate] : [], withToken: true, chunked: f.chunked, secondIsPdf: false });
+        const headers: Record<string, string> = { 'apollo-require-preflight': 'true', 'content-type': contentType, authorization: `Bearer ${await faulty.token(tenant)}` };
+        if (!f.chunked) headers['content-length'] = String(body.length);
+        storageFault = { tenant, on: f.on, after: f.after, variantsOnly: f.variantsOnly };
+        let r;
+        try {
+          r = await rawRequest(faulty.url, { headers, chunks: [body], timeoutMs: 10_000 });
+        } finally {
+          storageFault = null;
+        }
+        expect(r.ended, 'the server answered').toBe('response');
+        expect(r.status ?? 0, r.text.slice(0, 300)).toBeLessThan(500);
+        const j = r.json as { data?: { uploadMany?: unknown[] } | null; errors?: { extensions?: { code?: string } }[] } | undefined;
+        for (const e of j?.errors ?? []) {
+          const code = e.extensions?.code ?? '';
+          expect(CLIENT_CODES.has(code) || code === 'STORAGE_UNAVAILABLE', r.text.slice(0, 300)).toBe(true);
+        }
+        if (j?.data?.uploadMany) expect((await rowCounts(faulty, tenant)).media).toBe(j.data.uploadMany.length);
+        else await expectNothingStored(faulty, tenant);
+        expect(faulty.services.images.stats()).toMatchObject({ running: 0, waiting: 0 });
+        await expectHealthy(faulty, uncaught);
+      }),
+      fuzzParameters(40),
     );
   }, 240_000);
 });
