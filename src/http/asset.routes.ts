@@ -17,7 +17,8 @@ const PRIVATE_CACHE = 'private, no-store';
 /** The original of a blob asset, or one of its variants (`?variant=THUMB`); null when there is no such variant. */
 function servableOf(asset: AssetRecord, variant: string | undefined): Servable | null {
   const cacheControl = asset.access === 'PUBLIC' ? PUBLIC_CACHE : PRIVATE_CACHE;
-  const fileName = sanitiseFileName(asset.fileName ?? asset.key.split('/').pop(), asset.mimeType);
+  // A stored name is sanitised when the row is read; a key's last segment is named here.
+  const fileName = asset.fileName ?? sanitiseFileName(asset.key.split('/').pop(), asset.mimeType);
   if (variant !== undefined) {
     const v = asset.variants.find((x) => x.name === variant);
     if (!v) return null;
