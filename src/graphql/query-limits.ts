@@ -12,6 +12,7 @@ import {
   isListType,
   isObjectType,
   isUnionType,
+  type DocumentNode,
   type GraphQLSchema,
   type ValidationContext,
   type ValidationRule,
@@ -210,10 +211,25 @@ export function queryLimitOptions(limits: QueryLimits = QUERY_LIMITS) {
   };
 }
 
-/** Whether an error is about the request's variables (coercion), which execution reports itself. */
+/** Costs already computed, per parsed document (Apollo reuses them) and per costKey. */
+const knownCosts = new WeakMap<DocumentNode, Map<string, number>>();
+const KNOWN_COSTS_PER_DOCUMENT = 64;
+
+/**
+ * What an operation's cost can depend on: its name and the shape of its variables
+ * (numbers such as `first`, booleans of @include, list lengths such as `refs`),
+ * never the text of a string (an id, a tag). Undefined for large variables (not remembered).
+ */
+function costKey(operationName: string | undefined, variables: Record<string, unknown>): string | undefined {
+  const shape = JSON.stringify(variables, (_k, v: unknown) => (typeof v === 'string' ? 0 : v));
+  return shape.length <= 2048 ? `${operationName ?? ''}\u0000${shape}` : undefined;
+}
+
 /**
  * Refuses an operation whose cost exceeds `maxCost`, before anything executes.
  * It runs once the operation is known (with its variables), after validation.
+ * A cost is computed once per document and variable shape: a client sending the
+ * same query with other ids pays for the walk once.
  */
 export function ApolloServerPluginQueryCost(limits: QueryLimits = QUERY_LIMITS): ApolloServerPlugin {
   return {
@@ -221,23 +237,33 @@ export function ApolloServerPluginQueryCost(limits: QueryLimits = QUERY_LIMITS):
       return {
         async didResolveOperation({ request, document, operation, schema }) {
           if (!operation) return;
-          let cost: number;
-          try {
-            cost = getComplexity({
-              schema,
-              query: document,
-              operationName: operation.name?.value,
-              variables: request.variables ?? {},
-              estimators: [costEstimator(schema)],
-              // The library counts the same selections as maxRecursiveSelections; this never trips.
-              maxQueryNodes: limits.maxSelections + 1,
-            });
-          } catch (e) {
-            // Invalid variables: execution refuses them with Apollo's BAD_USER_INPUT before running anything.
-            if (isVariableError(e)) return;
-            // Anything else the library reports about the request refuses it; a bug stays an internal error.
-            if (e instanceof Error && e.name === 'GraphQLError') throw limitError(`The query's cost cannot be computed: ${e.message}`);
-            throw e;
+          const variables = request.variables ?? {};
+          const key = costKey(operation.name?.value, variables);
+          let cost = key === undefined ? undefined : knownCosts.get(document)?.get(key);
+          if (cost === undefined) {
+            try {
+              cost = getComplexity({
+                schema,
+                query: document,
+                operationName: operation.name?.value,
+                variables,
+                estimators: [costEstimator(schema)],
+                // The library counts the same selections as maxRecursiveSelections; this never trips.
+                maxQueryNodes: limits.maxSelections + 1,
+              });
+            } catch (e) {
+              // Invalid variables: execution refuses them with Apollo's BAD_USER_INPUT before running anything.
+              if (isVariableError(e)) return;
+              // Anything else the library reports about the request refuses it; a bug stays an internal error.
+              if (e instanceof Error && e.name === 'GraphQLError') throw limitError(`The query's cost cannot be computed: ${e.message}`);
+              throw e;
+            }
+            if (key !== undefined) {
+              let forDocument = knownCosts.get(document);
+              if (!forDocument) knownCosts.set(document, (forDocument = new Map()));
+              if (forDocument.size >= KNOWN_COSTS_PER_DOCUMENT) forDocument.delete(forDocument.keys().next().value!);
+              forDocument.set(key, cost);
+            }
           }
           if (cost > limits.maxCost) {
             throw limitError(`Query cost ${cost} exceeds the limit of ${limits.maxCost} (each list field counts once per item it can return)`, { cost, maxCost: limits.maxCost });

@@ -508,14 +508,17 @@ describe(`outstanding tickets are capped per tenant (${STORAGE_DRIVER})`, () => 
   const create = (token: string, i: number) =>
     gql(app.url, CreateDirectUploadDocument, { input: { filename: `f${i}.pdf`, contentType: 'application/pdf', byteSize: 100, checksum: b64sha(Buffer.from(String(i))) } }, { token });
 
-  it(`${CAP * 5} concurrent createDirectUpload calls issue exactly ${CAP}; the rest are CONFLICT with the limit`, async () => {
+  it(`${CAP * 5} concurrent createDirectUpload calls issue exactly ${CAP}; the rest are TOO_MANY_REQUESTS with the limit`, async () => {
     const tenant = newTenant('cap');
     const token = await app.token(tenant);
     const results = await Promise.all(Array.from({ length: CAP * 5 }, (_, i) => create(token, i)));
     const issued = results.filter((r) => !r.errors);
     const refused = results.filter((r) => r.errors);
     expect(issued).toHaveLength(CAP);
-    for (const r of refused) expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'CONFLICT', limit: CAP });
+    for (const r of refused) expect(r.errors?.[0]?.extensions).toMatchObject({ code: 'TOO_MANY_REQUESTS', reason: 'DIRECT_UPLOAD_TICKETS', limit: CAP });
+    const wait = refused[0]!.errors![0]!.extensions!['retryAfterSeconds'] as number;
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(900);
     expect(refused[0]!.errors![0]!.message).toMatch(/direct uploads in progress/);
     expect(await app.db.prisma.directUpload.count({ where: { tenantId: tenant } })).toBe(CAP);
 

@@ -115,6 +115,16 @@ describe('list amplification (defect 6)', () => {
     expect(message).toMatch(/Query cost \d+ exceeds the limit of 50000/);
   });
 
+  it('costs each shape of the variables on its own: the same query text, cheap with 2 refs, is refused with 200', async () => {
+    const query = 'query($refs: [EntityInput!]!, $n: Int) { entities(refs: $refs) { media(first: $n) { nodes { id url } } } }';
+    const cheap = await post(app, { query, variables: { refs: [entity, entity], n: 10 } }, reader);
+    expect(cheap.errors).toBeUndefined();
+    // Other ids, same shape: answered (from the remembered cost).
+    const otherIds = await post(app, { query, variables: { refs: [{ ...entity, id: 'other-1' }, { ...entity, id: 'other-2' }], n: 10 } }, reader);
+    expect(otherIds.errors).toBeUndefined();
+    await expectRefusedQuickly({ query, variables: { refs: Array.from({ length: 200 }, () => entity), n: 100 } }, { token: reader });
+  });
+
   it('answers the same entities with a page that fits', async () => {
     const query = 'query($refs: [EntityInput!]!) { entities(refs: $refs) { media(first: 10) { nodes { id url } } } }';
     const r = await post(app, { query, variables: { refs: [entity, entity] } }, reader);

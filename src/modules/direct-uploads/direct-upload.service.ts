@@ -140,7 +140,12 @@ export class DirectUploadService {
         WHERE (SELECT count(*) FROM (SELECT 1 FROM direct_upload
                  WHERE tenant_id = ${tenant} AND completed_at IS NULL AND expires_at > now() LIMIT ${cap}::int) open) < ${cap}::int`,
     ]);
-    if (inserted !== 1) throw tooManyTickets(cap);
+    if (inserted !== 1) {
+      // When the oldest outstanding ticket expires a slot is free at the latest.
+      const [soonest] = await prisma.$queryRaw<{ at: Date | null }[]>`
+        SELECT min(expires_at) AS at FROM direct_upload WHERE tenant_id = ${tenant} AND completed_at IS NULL AND expires_at > now()`;
+      throw tooManyTickets(cap, soonest?.at ? Math.max(1, Math.ceil((soonest.at.getTime() - Date.now()) / 1000)) : 1);
+    }
     const signedId = this.deps.signedIds.sign({ id, tenant, exp: Math.floor(expiresAt.getTime() / 1000) });
     const url = this.deps.storage.presignPut
       ? await this.deps.storage.presignPut(key, { expiresIn: this.deps.ttlSeconds, contentType, size: input.byteSize })
@@ -398,9 +403,12 @@ function lostClaim(): AppError {
   return errors.conflict('This direct upload was taken over by another completion (this one outlived its claim)');
 }
 
-function tooManyTickets(limit: number): AppError {
-  return new AppError('CONFLICT', `This tenant already has ${limit} direct uploads in progress, the most allowed: complete them or let them expire`, {
-    extensions: { limit },
+/** The tenant is at its own limit (like its expensive queries): TOO_MANY_REQUESTS, with when a slot frees at the latest. */
+function tooManyTickets(limit: number, retryAfterSeconds: number): AppError {
+  return errors.tooManyRequests(`This tenant already has ${limit} direct uploads in progress, the most allowed: complete them or let them expire`, {
+    reason: 'DIRECT_UPLOAD_TICKETS',
+    limit,
+    retryAfterSeconds,
   });
 }
 
