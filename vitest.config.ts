@@ -8,7 +8,11 @@ const graphqlCjs = createRequire(import.meta.url).resolve('graphql');
 
 // Unit tests once; the integration suite twice, once per storage driver
 // (local disk, and S3 on the s3rver that the global setup starts on loopback).
-// Files named s3-*.test.ts test the S3 driver itself and run in the S3 pass only.
+// Files named s3-*.test.ts test the S3 driver itself and run in the S3 passes only.
+// With TEST_RGW=1 (npm run test:rgw) a third pass runs the integration suite on a
+// single-node Ceph RGW that the global setup starts (test/helpers/rgw.ts); files
+// named rgw-*.test.ts need a store that behaves like production and run there only.
+const rgw = process.env['TEST_RGW'] === '1';
 export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: graphqlCjs }] },
   test: {
@@ -21,9 +25,13 @@ export default defineConfig({
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
       {
         extends: true,
-        test: { name: 'local', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/s3-*.test.ts'], env: { TEST_STORAGE: 'local' } },
+        test: { name: 'local', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/s3-*.test.ts', 'test/integration/**/rgw-*.test.ts'], env: { TEST_STORAGE: 'local' } },
       },
-      { extends: true, test: { name: 's3', include: ['test/integration/**/*.test.ts'], env: { TEST_STORAGE: 's3' } } },
+      {
+        extends: true,
+        test: { name: 's3', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/rgw-*.test.ts'], env: { TEST_STORAGE: 's3' } },
+      },
+      ...(rgw ? [{ extends: true as const, test: { name: 'rgw', include: ['test/integration/**/*.test.ts'], env: { TEST_STORAGE: 's3', TEST_S3: 'rgw' } } }] : []),
     ],
   },
 });

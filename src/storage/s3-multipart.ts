@@ -32,12 +32,20 @@ export interface MultipartOptions {
    * over HTTPS, where TLS already protects the bytes in transit.
    */
   signPayload: boolean;
+  /**
+   * The exact length the body must have: a body that runs past it fails at once,
+   * and one that ends short fails before the object is written (nothing stored).
+   */
+  expectedSize?: number;
 }
 
 /** The object's parameters apart from its body. */
 export type ObjectParams = Omit<PutObjectCommandInput, 'Body' | 'ContentLength'> & { Bucket: string; Key: string };
 
 const MAX_PARTS = 10_000;
+
+/** A body longer or shorter than the length its caller declared (nothing was stored). */
+export class BodyLengthError extends Error {}
 
 /**
  * Part buffers, kept between uploads. They are shared memory so that the hash
@@ -134,12 +142,16 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
           current = pool.take();
           fill = 0;
         }
+        if (o.expectedSize !== undefined && size + Math.min(partSize - fill, chunk.length - at) > o.expectedSize) {
+          throw new BodyLengthError(`the body of ${params.Key} is longer than its ${o.expectedSize} bytes`);
+        }
         const n = chunk.copy(current!, fill, at);
         fill += n;
         at += n;
         size += n;
       }
     }
+    if (o.expectedSize !== undefined && size !== o.expectedSize) throw new BodyLengthError(`the body of ${params.Key} ended after ${size} of its ${o.expectedSize} bytes`);
     if (uploadId === undefined) {
       const data = current!.subarray(0, fill);
       const hash = await payloadHash(data, o.signPayload);

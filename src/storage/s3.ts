@@ -14,7 +14,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
 import { createHash, randomUUID } from 'node:crypto';
-import { PartBuffers, uploadStream } from './s3-multipart.js';
+import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
 import type { ByteRange, GetOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
@@ -81,6 +81,8 @@ export class S3Storage implements Storage {
   private readonly queueSize: number;
   private readonly signPayload: boolean;
   private readonly parts: PartBuffers;
+  /** Request checksums on (WHEN_SUPPORTED): bodies must be buffers, never aws-chunked streams. */
+  private readonly checksums: boolean;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -90,6 +92,7 @@ export class S3Storage implements Storage {
     this.parts = new PartBuffers(Math.max(o.partSize ?? 8 * 1024 * 1024, 5 * 1024 * 1024), this.queueSize + 1);
     this.signPayload = o.signPayload ?? (o.endpoint !== undefined && o.endpoint.startsWith('http:'));
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
+    this.checksums = checksums === 'WHEN_SUPPORTED';
     this.client = new S3Client({
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -116,7 +119,11 @@ export class S3Storage implements Storage {
       abort.abort(e);
     });
     body.pipe(counter);
-    if (options.size !== undefined) {
+    // A stream PutObject with the SDK's default checksums goes out aws-chunked with a
+    // trailing checksum, a body that Ceph RGW (and other S3 stores) refuse with 411:
+    // with request checksums on, every body goes out as buffers whose checksum is a
+    // header (one PutObject when it fits in a part, a multipart upload otherwise).
+    if (options.size !== undefined && !this.checksums) {
       const size = options.size;
       const short = () => new Error(`the body of ${key} ended after ${counter.bytes} of its ${size} bytes`);
       counter.once('end', () => {
@@ -141,10 +148,14 @@ export class S3Storage implements Storage {
     const params = { Bucket: this.bucket, Key: key, ...(options.contentType ? { ContentType: options.contentType } : {}), ...sseParams(options.sseKey) };
     let size: number;
     try {
-      size = await uploadStream(this.client, params, counter, this.parts, { queueSize: this.queueSize, signPayload: this.signPayload });
+      size = await uploadStream(this.client, params, counter, this.parts, {
+        queueSize: this.queueSize,
+        signPayload: this.signPayload,
+        ...(options.size !== undefined ? { expectedSize: options.size } : {}),
+      });
     } catch (e) {
       // The source's own error (limit, type, client gone) is the one that matters.
-      const sourceError = body.errored;
+      const sourceError = body.errored ?? (e instanceof BodyLengthError ? e : undefined);
       if (sourceError) {
         await this.delete(key).catch(() => undefined);
         throw sourceError;

@@ -10,22 +10,41 @@ import { createLogger } from '../../src/logger.js';
 import { createStorage } from '../../src/storage/index.js';
 import { mintToken, ALL_USER_SCOPES } from '../../src/auth/tokens.js';
 import type { Storage } from '../../src/storage/index.js';
-import { S3Storage } from '../../src/storage/s3.js';
-import { S3RVER_CREDENTIALS, TEST_BUCKET } from './s3rver.js';
+import { S3Storage, type S3StorageOptions } from '../../src/storage/s3.js';
 
 /** The storage driver under test: the vitest project sets TEST_STORAGE (local | s3). */
 export const STORAGE_DRIVER: 'local' | 's3' = process.env['TEST_STORAGE'] === 's3' ? 's3' : 'local';
 
-/** The driver of this run, as the app builds it from configuration (S3: the run's s3rver). */
+/**
+ * Which S3 store the S3 passes use: s3rver (npm test), or Ceph RGW (npm run
+ * test:rgw), the reference store: it enforces SSE-C and validates Content-MD5.
+ */
+export const S3_STORE: 's3rver' | 'rgw' = process.env['TEST_S3'] === 'rgw' ? 'rgw' : 's3rver';
+
+/** Request checksums of the run's S3 client (TEST_S3_CHECKSUMS; s3rver mishandles the SDK's defaults). */
+export const S3_CHECKSUMS: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' =
+  process.env['TEST_S3_CHECKSUMS'] === 'when_supported' ? 'WHEN_SUPPORTED' : process.env['TEST_S3_CHECKSUMS'] === 'when_required' || S3_STORE === 's3rver' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
+
+/** The run's S3 store (s3rver or RGW, per S3_STORE). */
+export function testS3Store(): { endpoint: string; bucket: string; credentials: { accessKeyId: string; secretAccessKey: string } } {
+  if (S3_STORE === 'rgw') {
+    const rgw = inject('rgw');
+    if (!rgw) throw new Error('TEST_S3=rgw needs the run to start Ceph RGW: run it with npm run test:rgw');
+    return rgw;
+  }
+  return inject('s3rver');
+}
+
+/** S3 driver options for the run's store, as S3_* configuration would give them. */
+export function testS3Options(overrides: Partial<S3StorageOptions> = {}): S3StorageOptions {
+  const store = testS3Store();
+  return { bucket: store.bucket, endpoint: store.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: store.credentials, ...overrides };
+}
+
+/** The driver of this run, as the app builds it from configuration (S3: the run's s3rver or RGW). */
 export function testStorage(dataDir: string): Storage {
   if (STORAGE_DRIVER === 'local') return createStorage(loadConfig({ DATA_DIR: dataDir }));
-  return new S3Storage({
-    bucket: TEST_BUCKET,
-    endpoint: inject('s3Endpoint'),
-    forcePathStyle: true,
-    checksums: 'WHEN_REQUIRED',
-    credentials: S3RVER_CREDENTIALS,
-  });
+  return new S3Storage(testS3Options());
 }
 
 export const TEST_JWT_SECRET = 'test-secret-that-is-long-enough-for-hs256-0123456789';

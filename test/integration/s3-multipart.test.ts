@@ -7,9 +7,9 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { describe, expect, inject, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { S3Storage } from '../../src/storage/s3.js';
-import { S3RVER_CREDENTIALS, TEST_BUCKET } from '../helpers/s3rver.js';
+import { testS3Options, testS3Store } from '../helpers/app.js';
 
 const MiB = 1024 * 1024;
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -23,11 +23,7 @@ interface Sent {
 
 function storage(signPayload?: boolean, fail?: (command: string, input: Record<string, unknown>) => void) {
   const s = new S3Storage({
-    bucket: TEST_BUCKET,
-    endpoint: inject('s3Endpoint'),
-    forcePathStyle: true,
-    checksums: 'WHEN_REQUIRED',
-    credentials: S3RVER_CREDENTIALS,
+    ...testS3Options({ checksums: 'WHEN_REQUIRED' }),
     partSize: 5 * MiB,
     queueSize: 2,
     ...(signPayload === undefined ? {} : { signPayload }),
@@ -69,7 +65,7 @@ function source(data: Buffer, failAfter?: number): Readable {
 
 async function stored(s: S3Storage, key: string): Promise<Buffer | null> {
   try {
-    const out = await s.client.send(new GetObjectCommand({ Bucket: TEST_BUCKET, Key: key }));
+    const out = await s.client.send(new GetObjectCommand({ Bucket: testS3Store().bucket, Key: key }));
     return Buffer.from(await out.Body!.transformToByteArray());
   } catch {
     return null;
