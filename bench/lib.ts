@@ -8,6 +8,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import http from 'node:http';
 import { freePort } from '../src/db/embedded.js';
+import { startRgw } from '../test/helpers/rgw.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const MiB = 1024 * 1024;
@@ -154,6 +155,45 @@ export async function startS3rverProcess(dir: string, bucket: string): Promise<{
   const endpoint = `http://127.0.0.1:${port}`;
   await waitFor(`${endpoint}/${bucket}`);
   return { endpoint, child };
+}
+
+/** The S3 store of a benchmark: s3rver in its own process, or a single-node Ceph RGW (test/helpers/rgw.ts). */
+export interface BenchStore {
+  endpoint: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+  /** The service's environment for this store. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export async function startBenchStore(driver: 's3' | 'rgw', dir: string, bucket: string): Promise<BenchStore> {
+  let endpoint: string;
+  let credentials: { accessKeyId: string; secretAccessKey: string };
+  let stop: () => Promise<void>;
+  if (driver === 'rgw') {
+    // Objects live in the OSD's memory (memstore): room for the largest runs, whose deleted objects RGW collects after a few seconds.
+    const rgw = await startRgw(dir, { bucket, memoryBytes: 10 * 1024 ** 3 });
+    ({ endpoint, credentials } = rgw);
+    stop = () => rgw.close();
+  } else {
+    const s3 = await startS3rverProcess(dir, bucket);
+    endpoint = s3.endpoint;
+    credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+    stop = () => s3.child.stop();
+  }
+  return {
+    endpoint,
+    credentials,
+    env: {
+      S3_BUCKET: bucket,
+      S3_ENDPOINT: endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      AWS_REGION: 'us-east-1',
+    },
+    stop,
+  };
 }
 
 export { freePort };

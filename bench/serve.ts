@@ -2,14 +2,17 @@
 // content stored encrypted (a SENSITIVE entity) and unencrypted (STANDARD), side
 // by side in one run, alternating, medians; every response's SHA-256 is checked.
 //
-//   npm run bench:serve [-- --size 100 --runs 5 --drivers local,s3]
+//   npm run bench:serve [-- --size 100 --runs 5 --drivers local,s3,rgw]
+//
+// On rgw (a single-node Ceph RGW started for the run) encrypted media use SSE-C: the
+// store decrypts, the service streams and verifies the SHA-256.
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { mintToken } from '../src/auth/tokens.js';
-import { freePort, median, MiB, mp4File, multipartUpload, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
+import { freePort, median, MiB, mp4File, multipartUpload, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
 
 const { values } = parseArgs({
   options: { size: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' }, drivers: { type: 'string', default: 'local,s3' } },
@@ -41,7 +44,7 @@ async function download(url: string, token: string, expected: string): Promise<n
   return seconds;
 }
 
-async function benchDriver(driver: 'local' | 's3', work: string, file: string, sha: string): Promise<Row> {
+async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, file: string, sha: string): Promise<Row> {
   const policy = path.join(work, 'policy.json');
   await writeFile(
     policy,
@@ -60,10 +63,10 @@ async function benchDriver(driver: 'local' | 's3', work: string, file: string, s
     MEDIA_POLICY_FILE: policy,
     MEDIA_KIND_LIMITS_MB: `VIDEO=${Math.ceil(size / MiB) + 1}`,
   };
-  let s3: { endpoint: string; child: Child } | undefined;
-  if (driver === 's3') {
-    s3 = await startS3rverProcess(path.join(work, 's3rver'), 'bench');
-    Object.assign(env, { S3_BUCKET: 'bench', S3_ENDPOINT: s3.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' });
+  let s3: BenchStore | undefined;
+  if (driver !== 'local') {
+    s3 = await startBenchStore(driver, path.join(work, driver), 'bench');
+    Object.assign(env, s3.env);
   }
   const service = startChild(['--import', 'tsx', 'src/main.ts'], env, 'service');
   const base = `http://127.0.0.1:${env['PORT']}`;
@@ -94,7 +97,7 @@ async function benchDriver(driver: 'local' | 's3', work: string, file: string, s
     return row;
   } finally {
     await service.stop();
-    await s3?.child.stop();
+    await s3?.stop();
   }
 }
 
@@ -103,8 +106,9 @@ try {
   const file = await mp4File(work, size);
   const sha = await sha256File(file);
   const rows: Row[] = [];
-  for (const d of values.drivers!.split(',') as ('local' | 's3')[]) rows.push(await benchDriver(d, work, file, sha));
+  for (const d of values.drivers!.split(',') as ('local' | 's3' | 'rgw')[]) rows.push(await benchDriver(d, work, file, sha));
   console.log(`\nServing ${size / MiB} MiB: encrypted (decrypt + verify) vs unencrypted, medians of ${runs} runs, alternating`);
+  console.log('(encrypted: AES-GCM segments decrypted by the service on local and s3rver; SSE-C, decrypted by the store, on rgw)');
   console.log('driver | unencrypted MB/s | encrypted MB/s | ratio | target ≥ 0.70');
   console.log('-------|------------------|----------------|-------|--------------');
   for (const r of rows) {

@@ -3,7 +3,10 @@
 // alternating, medians of N runs; plus the service's resident-memory growth during
 // the largest upload. Stored size and SHA-256 are checked after every run.
 //
-//   npm run bench:upload [-- --sizes 10,100,1024 --runs 5 --drivers local,s3 --profile DIR]
+//   npm run bench:upload [-- --sizes 10,100,1024 --runs 5 --drivers local,s3,rgw --profile DIR]
+//
+// Drivers: local disk, s3 (s3rver) and rgw (a single-node Ceph RGW started for the run;
+// needs the Ceph binaries: apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw).
 //
 // The service runs as a child process (`src/main.ts`, embedded PostgreSQL), as do
 // s3rver and the measurements' client (this process).
@@ -18,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { mintToken } from '../src/auth/tokens.js';
-import { cpuOf, freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, settle, sha256File, startChild, startS3rverProcess, waitFor, type Child } from './lib.js';
+import { cpuOf, freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, settle, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -32,11 +35,10 @@ const { values } = parseArgs({
 });
 const sizes = values.sizes!.split(',').map((s) => Number(s) * MiB);
 const runs = Number(values.runs);
-const drivers = values.drivers!.split(',') as ('local' | 's3')[];
+const drivers = values.drivers!.split(',') as ('local' | 's3' | 'rgw')[];
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';
 const BUCKET = 'bench';
 const TENANT = 'bench';
-const S3_CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 const UPLOAD = `mutation($input: UploadInput!) { upload(input: $input) { id fileSize checksum } }`;
 const DELETE = `mutation($id: ID!) { deleteMedia(id: $id) }`;
@@ -127,10 +129,10 @@ async function ceilings(file: string, size: number, work: string): Promise<{ sha
   return { sha256MBps: size / 1e6 / median(sha), copyMBps: size / 1e6 / median(copy) };
 }
 
-async function benchDriver(driver: 'local' | 's3', work: string, files: Map<number, { file: string; sha: string }>): Promise<Row[]> {
+async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, files: Map<number, { file: string; sha: string }>): Promise<Row[]> {
   const dataDir = path.join(work, `data-${driver}`);
   await rm(dataDir, { recursive: true, force: true });
-  let s3: { endpoint: string; child: Child } | undefined;
+  let s3: BenchStore | undefined;
   const env: Record<string, string> = {
     PORT: String(await freePort()),
     HOST: '127.0.0.1',
@@ -140,22 +142,15 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
     SWEEP_INTERVAL_SECONDS: '0',
     MEDIA_KIND_LIMITS_MB: `VIDEO=${Math.ceil(Math.max(...files.keys()) / MiB) + 1}`,
   };
-  if (driver === 's3') {
-    s3 = await startS3rverProcess(path.join(work, 's3rver'), BUCKET);
-    Object.assign(env, {
-      S3_BUCKET: BUCKET,
-      S3_ENDPOINT: s3.endpoint,
-      S3_FORCE_PATH_STYLE: 'true',
-      AWS_ACCESS_KEY_ID: S3_CREDS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: S3_CREDS.secretAccessKey,
-      AWS_REGION: 'us-east-1',
-    });
+  if (driver !== 'local') {
+    s3 = await startBenchStore(driver, path.join(work, driver), BUCKET);
+    Object.assign(env, s3.env);
   }
   const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const service = startChild([...profile, '--import', 'tsx', 'src/main.ts'], env, 'service');
   const base = `http://127.0.0.1:${env['PORT']}`;
   const client = s3
-    ? new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: S3_CREDS, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' })
+    ? new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' })
     : undefined;
   try {
     await waitFor(`${base}/readyz`, 120_000);
@@ -237,7 +232,7 @@ async function benchDriver(driver: 'local' | 's3', work: string, files: Map<numb
     return rows;
   } finally {
     await service.stop();
-    await s3?.child.stop();
+    await s3?.stop();
   }
 }
 

@@ -104,7 +104,7 @@ const POOLS = [
  * Brings up mon + osd + radosgw in `dir` (created; removed by close()). Throws at
  * once, naming the apt command, when the Ceph binaries are missing.
  */
-export async function startRgw(dir: string, options: { memoryBytes?: number; log?: (line: string) => void } = {}): Promise<RunningRgw> {
+export async function startRgw(dir: string, options: { memoryBytes?: number; bucket?: string; log?: (line: string) => void } = {}): Promise<RunningRgw> {
   const missing = missingCephBinaries();
   if (missing.length) throw new Error(`Ceph RGW tests need ${missing.join(', ')}: install them with\n  ${RGW_APT_COMMAND}`);
   const say = options.log ?? (() => undefined);
@@ -228,11 +228,12 @@ export async function startRgw(dir: string, options: { memoryBytes?: number; log
       { timeout: 60_000 },
     );
     const endpoint = `http://127.0.0.1:${rgwPort}`;
-    await createBucket(endpoint, credentials, RGW_BUCKET);
+    const bucket = options.bucket ?? RGW_BUCKET;
+    await createBucket(endpoint, credentials, bucket);
     say(`Ceph RGW up at ${endpoint} in ${Date.now() - t0} ms`);
     return {
       endpoint,
-      bucket: RGW_BUCKET,
+      bucket,
       credentials,
       dir,
       stopGateway: async () => {
