@@ -15,6 +15,7 @@ import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
+import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 import type { ByteRange, GetOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
@@ -177,16 +178,25 @@ export class S3Storage implements Storage {
       );
       const body = out.Body;
       if (!body) throw errors.notFound('Object', key);
+      // Ceph RGW ignores SSE-C headers on an object stored without a customer key and
+      // returns its bytes (AWS refuses with 400): content that should be encrypted and
+      // is not (written in plaintext by mistake, or replaced) must not pass as ours.
+      if (options.sseKey && out.SSECustomerAlgorithm !== 'AES256') {
+        (body as { destroy?: () => void }).destroy?.();
+        throw new IntegrityFailure(`${key} is not stored with its SSE-C customer key`);
+      }
       if (body instanceof Readable) return body;
       return Readable.fromWeb((body as { transformToWebStream(): ReadableStream }).transformToWebStream() as import('node:stream/web').ReadableStream);
     } catch (e) {
+      if (e instanceof IntegrityFailure) throw e;
       throw mapS3Error(e, key);
     }
   }
 
-  async head(key: string): Promise<ObjectInfo | null> {
+  /** An SSE-C object needs its key (`options.sseKey`): RGW and AWS answer 400 to a HEAD without it. */
+  async head(key: string, options: GetOptions = {}): Promise<ObjectInfo | null> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...sseParams(options.sseKey) }));
       return { size: Number(out.ContentLength ?? 0) };
     } catch (e) {
       if (isNotFound(e)) return null;

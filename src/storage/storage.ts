@@ -58,8 +58,11 @@ export interface Storage {
    */
   put(key: string, body: Readable, options?: PutOptions): Promise<ObjectInfo>;
   get(key: string, range?: ByteRange, options?: GetOptions): Promise<Readable>;
-  /** Size of the object, or null when it does not exist. */
-  head(key: string): Promise<ObjectInfo | null>;
+  /**
+   * Size of the object, or null when it does not exist. An object written with an
+   * SSE-C key needs the same key here (S3 stores refuse a HEAD without it).
+   */
+  head(key: string, options?: GetOptions): Promise<ObjectInfo | null>;
   /**
    * Copies an object to another key (replacing what is there): `to` is then an
    * object of its own, which later writes to `from` never change. A missing

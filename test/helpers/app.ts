@@ -26,7 +26,7 @@ export const S3_CHECKSUMS: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED' =
   process.env['TEST_S3_CHECKSUMS'] === 'when_supported' ? 'WHEN_SUPPORTED' : process.env['TEST_S3_CHECKSUMS'] === 'when_required' || S3_STORE === 's3rver' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
 
 /** The run's S3 store (s3rver or RGW, per S3_STORE). */
-export function testS3Store(): { endpoint: string; bucket: string; credentials: { accessKeyId: string; secretAccessKey: string } } {
+export function testS3Store(): { endpoint: string; bucket: string; credentials: { accessKeyId: string; secretAccessKey: string }; cephConf?: string } {
   if (S3_STORE === 'rgw') {
     const rgw = inject('rgw');
     if (!rgw) throw new Error('TEST_S3=rgw needs the run to start Ceph RGW: run it with npm run test:rgw');

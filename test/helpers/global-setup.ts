@@ -12,6 +12,8 @@ export interface TestS3Store {
   endpoint: string;
   bucket: string;
   credentials: { accessKeyId: string; secretAccessKey: string };
+  /** Ceph RGW only: the cluster's ceph.conf, for reading what RADOS holds (`rados -c … get`). */
+  cephConf?: string;
 }
 
 declare module 'vitest' {
@@ -47,7 +49,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('databaseUrl', db.url);
   const s3 = await startS3rver(path.join(dir, 's3'));
   project.provide('s3rver', { endpoint: s3.endpoint, bucket: TEST_BUCKET, credentials: S3RVER_CREDENTIALS });
-  project.provide('rgw', rgw ? { endpoint: rgw.endpoint, bucket: rgw.bucket, credentials: rgw.credentials } : null);
+  project.provide('rgw', rgw ? { endpoint: rgw.endpoint, bucket: rgw.bucket, credentials: rgw.credentials, cephConf: path.join(rgw.dir, 'ceph.conf') } : null);
   return async () => {
     await s3.close();
     await db.stop();

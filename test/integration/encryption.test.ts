@@ -5,10 +5,20 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { AssignRoleDocument, MediaDocument, UploadDocument } from '../generated/graphql.js';
-import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
+import { newTenant, S3_STORE, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
 import { codeOf, gql, ok } from '../helpers/client.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
+import { radosBytes, rawGet } from '../helpers/sse-c.js';
 import { decodeHeader } from '../../src/crypto/segmented-gcm.js';
+
+/**
+ * The mode this run's store must get: Ceph RGW enforces SSE-C; s3rver accepts the
+ * headers and ignores them, and local disk has none, so both get application-side
+ * AES-GCM segments. Tests that inspect or tamper with our own segment format only
+ * exist in app mode; SSE-C mode has its own cases (and test/integration/rgw-sse-c.test.ts).
+ */
+const MODE: 'app' | 'sse-c' = STORAGE_DRIVER === 's3' && S3_STORE === 'rgw' ? 'sse-c' : 'app';
+const STORE = STORAGE_DRIVER === 'local' ? 'local disk' : S3_STORE;
 
 const MARKER = 'TOP-SECRET-LEASE-CLAUSE ';
 /** A PDF of about 480 KB (eight 64 KiB segments) with a recognisable plaintext marker. */
@@ -19,6 +29,11 @@ async function raw(app: TestApp, key: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of await app.services.storage.get(key)) parts.push(c as Buffer);
   return Buffer.concat(parts);
+}
+
+/** Writes an object as it is (`sseKey`: with that SSE-C customer key), bypassing the service's encryption. */
+async function put(key: string, bytes: Buffer, sseKey?: Buffer): Promise<void> {
+  await app.services.storage.put(key, Readable.from([bytes]), sseKey ? { sseKey } : {});
 }
 
 async function fetchContent(app: TestApp, id: string, token: string, headers: Record<string, string> = {}) {
@@ -40,13 +55,26 @@ beforeAll(async () => {
 });
 afterAll(() => app?.close());
 
-describe(`encryption at rest (${STORAGE_DRIVER})`, () => {
-  it('falls back to application-side encryption where the store does not enforce SSE-C, and says so once', () => {
-    // s3rver accepts SSE-C headers and ignores them: the start-up probe must catch that.
-    expect(app.services.crypto.mode).toBe('app');
-    const notes = app.logs.filter((l) => String(l['msg']).startsWith(STORAGE_DRIVER === 's3' ? 'the S3 store does not enforce SSE-C' : 'encryption at rest'));
-    expect(notes).toHaveLength(1);
-    // The embedded default generated the ring under DATA_DIR; key ids are logged, key material never.
+describe(`encryption at rest (${STORE}, ${MODE} mode)`, () => {
+  if (MODE === 'app') {
+    it('falls back to application-side encryption where the store does not enforce SSE-C, and says so once', () => {
+      // s3rver accepts SSE-C headers and ignores them: the start-up probe must catch that.
+      expect(app.services.crypto.mode).toBe('app');
+      const notes = app.logs.filter((l) => String(l['msg']).startsWith(STORAGE_DRIVER === 's3' ? 'the S3 store does not enforce SSE-C' : 'encryption at rest'));
+      expect(notes).toHaveLength(1);
+    });
+  } else {
+    it('uses SSE-C where the store enforces customer keys (Ceph RGW), and says so once', () => {
+      expect(app.services.crypto.mode).toBe('sse-c');
+      const notes = app.logs.filter((l) => String(l['msg']).startsWith('encryption at rest'));
+      expect(notes.map((l) => l['msg'])).toEqual(['encryption at rest: SSE-C (the store enforces customer keys)']);
+      expect(notes[0]).toMatchObject({ level: 30, active: app.services.crypto.ring.active.kid });
+      expect(app.logs.some((l) => String(l['msg']).includes('does not enforce SSE-C'))).toBe(false);
+    });
+  }
+
+  it('logs key ids, never key material', () => {
+    // The embedded default generated the ring under DATA_DIR.
     const [kid, material] = readFileSync(path.join(app.dataDir, 'secrets', 'media-keys'), 'utf8').trim().split(':');
     expect(kid).toBe(app.services.crypto.ring.active.kid);
     expect(JSON.stringify(app.logs)).toContain(kid);
@@ -66,10 +94,28 @@ describe(`encryption at rest (${STORAGE_DRIVER})`, () => {
     expect(upload).toMatchObject({ securityLevel: 'CRITICAL', encrypted: true, url: null, fileSize: bytes.length, checksum: sha(bytes), pageCount: 2 });
     expect(upload.encryptionKeyId).toBe(app.services.crypto.ring.active.kid);
 
-    const stored = await raw(app, `${tenant}/${upload.id}/original`);
-    expect(stored.includes(Buffer.from(MARKER))).toBe(false);
-    expect(stored.includes(Buffer.from('%PDF'))).toBe(false);
-    expect(decodeHeader(stored).kid).toBe(upload.encryptionKeyId);
+    const key = `${tenant}/${upload.id}/original`;
+    if (MODE === 'app') {
+      const stored = await raw(app, key);
+      expect(stored.includes(Buffer.from(MARKER))).toBe(false);
+      expect(stored.includes(Buffer.from('%PDF'))).toBe(false);
+      expect(decodeHeader(stored).kid).toBe(upload.encryptionKeyId);
+    } else {
+      // The store refuses the object without its key (to the service's own driver too)…
+      await expect(raw(app, key)).rejects.toMatchObject({ code: 'STORAGE_UNAVAILABLE' });
+      const without = await rawGet(key);
+      expect(without.status).toBeGreaterThanOrEqual(400);
+      expect(without.status).toBeLessThan(500);
+      // …returns exactly the plaintext with it (S3 decrypts: not our segment format)…
+      const withKey = await rawGet(key, app.services.crypto.ring.objectKey(upload.encryptionKeyId!, key));
+      expect(withKey).toMatchObject({ status: 200, algorithm: 'AES256' });
+      expect(withKey.body!.equals(bytes)).toBe(true);
+      // …and keeps no plaintext at rest.
+      const atRest = await radosBytes(key);
+      expect(atRest.length).toBeGreaterThanOrEqual(bytes.length);
+      expect(atRest.includes(Buffer.from(MARKER))).toBe(false);
+      expect(atRest.includes(Buffer.from('%PDF'))).toBe(false);
+    }
 
     const res = await fetchContent(app, upload.id, token);
     expect(res.status).toBe(200);
@@ -111,8 +157,18 @@ describe(`encryption at rest (${STORAGE_DRIVER})`, () => {
     expect(upload.variants.map((v) => v.name)).toEqual(['THUMB', 'MEDIUM', 'LARGE']);
     // Variant URLs of encrypted media need credentials: no signed token in them.
     expect(upload.variants[0]!.url).not.toContain('token=');
-    const storedThumb = await raw(app, `${tenant}/${upload.id}/THUMB`);
-    await expect(sharp(storedThumb).metadata()).rejects.toThrow();
+    const thumbKey = `${tenant}/${upload.id}/THUMB`;
+    if (MODE === 'app') {
+      await expect(sharp(await raw(app, thumbKey)).metadata()).rejects.toThrow();
+    } else {
+      const without = await rawGet(thumbKey);
+      expect(without.status).toBeGreaterThanOrEqual(400);
+      expect(without.status).toBeLessThan(500);
+      const withKey = await rawGet(thumbKey, app.services.crypto.ring.objectKey(upload.encryptionKeyId!, thumbKey));
+      expect(withKey.algorithm).toBe('AES256');
+      expect((await sharp(withKey.body!).metadata()).width).toBe(160);
+      await expect(sharp(await radosBytes(thumbKey)).metadata()).rejects.toThrow();
+    }
     const res = await fetch(`${app.url}/media/${upload.id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('private, no-store');
@@ -132,35 +188,89 @@ describe(`encryption at rest (${STORAGE_DRIVER})`, () => {
     expect(media?.roles.map((x) => x.role)).toEqual(['ID_DOCUMENT']);
   });
 
-  it.each([
-    ['a flipped byte in the first segment', (b: Buffer) => { const c = Buffer.from(b); c[100] = c[100]! ^ 0xff; return c; }],
-    ['a flipped byte in the last segment', (b: Buffer) => { const c = Buffer.from(b); c[c.length - 20] = c[c.length - 20]! ^ 0x01; return c; }],
-    ['the last segment cut off', (b: Buffer) => b.subarray(0, b.length - 1000)],
-    ['two segments swapped', (b: Buffer) => {
-      const h = decodeHeader(b).raw.length;
-      const seg = 64 * 1024 + 16;
-      return Buffer.concat([b.subarray(0, h), b.subarray(h + seg, h + 2 * seg), b.subarray(h, h + seg), b.subarray(h + 2 * seg)]);
-    }],
-  ])('never answers successfully with wrong content: %s', async (_name, corrupt) => {
-    const tenant = newTenant();
-    const token = await app.token(tenant);
-    const bytes = leasePdf();
-    const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
-    const key = `${tenant}/${upload.id}/original`;
-    await app.services.storage.put(key, Readable.from([corrupt(await raw(app, key))]));
-    const logged = app.logs.length;
+  // Our segment format exists only in app mode: on an SSE-C store the object holds
+  // plaintext that S3 encrypts, so these corruptions have SSE-C counterparts below.
+  if (MODE === 'app') {
+    it.each([
+      ['a flipped byte in the first segment', (b: Buffer) => { const c = Buffer.from(b); c[100] = c[100]! ^ 0xff; return c; }],
+      ['a flipped byte in the last segment', (b: Buffer) => { const c = Buffer.from(b); c[c.length - 20] = c[c.length - 20]! ^ 0x01; return c; }],
+      ['the last segment cut off', (b: Buffer) => b.subarray(0, b.length - 1000)],
+      ['two segments swapped', (b: Buffer) => {
+        const h = decodeHeader(b).raw.length;
+        const seg = 64 * 1024 + 16;
+        return Buffer.concat([b.subarray(0, h), b.subarray(h + seg, h + 2 * seg), b.subarray(h, h + seg), b.subarray(h + 2 * seg)]);
+      }],
+    ])('app mode: never answers successfully with wrong content: %s (of our AES-GCM segments)', async (_name, corrupt) => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const bytes = leasePdf();
+      const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
+      const key = `${tenant}/${upload.id}/original`;
+      await app.services.storage.put(key, Readable.from([corrupt(await raw(app, key))]));
+      const logged = app.logs.length;
 
-    const res = await fetchContent(app, upload.id, token);
-    const body = await bodyOrAbort(res);
-    // Either an INTEGRITY_ERROR answer before any byte, or a response cut short: never the full, wrong content.
-    if (res.status === 200) {
-      expect(body === null || body.length < bytes.length).toBe(true);
-    } else {
+      const res = await fetchContent(app, upload.id, token);
+      const body = await bodyOrAbort(res);
+      // Either an INTEGRITY_ERROR answer before any byte, or a response cut short: never the full, wrong content.
+      if (res.status === 200) {
+        expect(body === null || body.length < bytes.length).toBe(true);
+      } else {
+        expect(res.status).toBe(502);
+        expect(JSON.parse(body!.toString())).toMatchObject({ error: { code: 'INTEGRITY_ERROR' } });
+      }
+      await expect.poll(() => app.logs.slice(logged).some((l) => l['event'] === 'INTEGRITY_ERROR' && l['mediaId'] === upload.id)).toBe(true);
+    });
+  }
+
+  if (MODE === 'sse-c') {
+    const sseCases: [string, (plain: Buffer, key: string, sseKey: Buffer) => Promise<void>][] = [
+      ['a flipped byte, re-written under the object key', (p, key, sseKey) => { const c = Buffer.from(p); c[100] = c[100]! ^ 0xff; return put(key, c, sseKey); }],
+      ['the last bytes cut off, re-written under the object key', (p, key, sseKey) => put(key, p.subarray(0, p.length - 1000), sseKey)],
+      ['replaced by other bytes written without a customer key (RGW then ignores the key on GET)', (p, key) => { const c = Buffer.from(p); c[200] = c[200]! ^ 0x01; return put(key, c); }],
+      ['replaced by the same plaintext written without a customer key', (p, key) => put(key, p)],
+    ];
+    it.each(sseCases)('sse-c mode: never answers successfully with wrong or unencrypted content: %s', async (_name, tamper) => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const bytes = leasePdf();
+      const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
+      const key = `${tenant}/${upload.id}/original`;
+      await tamper(bytes, key, app.services.crypto.ring.objectKey(upload.encryptionKeyId!, key));
+      const logged = app.logs.length;
+
+      const res = await fetchContent(app, upload.id, token);
+      const body = await bodyOrAbort(res);
+      if (res.status === 200) {
+        expect(body === null || body.length < bytes.length).toBe(true);
+      } else {
+        expect(res.status).toBe(502);
+        expect(JSON.parse(body!.toString())).toMatchObject({ error: { code: 'INTEGRITY_ERROR' } });
+      }
+      await expect.poll(() => app.logs.slice(logged).some((l) => l['event'] === 'INTEGRITY_ERROR' && l['mediaId'] === upload.id)).toBe(true);
+    });
+
+    it('sse-c mode: a range of an object stored without its customer key is refused (a checksum cannot check a range)', async () => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const bytes = leasePdf();
+      const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
+      await put(`${tenant}/${upload.id}/original`, Buffer.alloc(bytes.length, 0x41));
+      const res = await fetchContent(app, upload.id, token, { range: 'bytes=10-99' });
       expect(res.status).toBe(502);
-      expect(JSON.parse(body!.toString())).toMatchObject({ error: { code: 'INTEGRITY_ERROR' } });
-    }
-    await expect.poll(() => app.logs.slice(logged).some((l) => l['event'] === 'INTEGRITY_ERROR' && l['mediaId'] === upload.id)).toBe(true);
-  });
+      expect(await res.json()).toMatchObject({ error: { code: 'INTEGRITY_ERROR' } });
+    });
+
+    it('sse-c mode: an object re-written under another customer key is never served', async () => {
+      const tenant = newTenant();
+      const token = await app.token(tenant);
+      const bytes = leasePdf();
+      const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
+      await put(`${tenant}/${upload.id}/original`, bytes, randomBytes(32));
+      const res = await fetchContent(app, upload.id, token);
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      expect(Buffer.from(await res.arrayBuffer()).includes(Buffer.from(MARKER))).toBe(false);
+    });
+  }
 
   it('refuses content whose stored ciphertext is intact but whose checksum does not match, before its last bytes', async () => {
     const tenant = newTenant();
