@@ -55,6 +55,15 @@ function mapS3Error(e: unknown, key: string): AppError {
   return errors.storageUnavailable(e);
 }
 
+/** Answers that say "not with this key" rather than "not now" or "not these credentials". */
+const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'RequestTimeTooSkewed', 'ExpiredToken', 'InvalidToken', 'AuthorizationHeaderMalformed']);
+
+function refusesCustomerKey(e: unknown): boolean {
+  if (!(e instanceof S3ServiceException) || isNotFound(e)) return false;
+  const status = e.$metadata?.httpStatusCode ?? 0;
+  return (status === 400 || status === 403) && !CREDENTIAL_ERRORS.has(e.name);
+}
+
 /** The SSE-C request parameters for a customer key (AES256 + the key's MD5). */
 function sseParams(key: Buffer | undefined) {
   if (!key) return {};
@@ -189,6 +198,12 @@ export class S3Storage implements Storage {
       return Readable.fromWeb((body as { transformToWebStream(): ReadableStream }).transformToWebStream() as import('node:stream/web').ReadableStream);
     } catch (e) {
       if (e instanceof IntegrityFailure) throw e;
+      if (options.sseKey && refusesCustomerKey(e)) {
+        // The key is derived from the row's key id: a store that will not decrypt with it
+        // holds other content than ours (RGW: 400 InvalidArgument; AWS: 403). Retrying
+        // cannot help, so this is an integrity error, not an unavailable store.
+        throw new IntegrityFailure(`${key} cannot be read with its SSE-C customer key (${(e as S3ServiceException).name} ${(e as S3ServiceException).$metadata?.httpStatusCode})`);
+      }
       throw mapS3Error(e, key);
     }
   }

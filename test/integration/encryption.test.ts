@@ -267,8 +267,12 @@ describe(`encryption at rest (${STORE}, ${MODE} mode)`, () => {
       const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
       await put(`${tenant}/${upload.id}/original`, bytes, randomBytes(32));
       const res = await fetchContent(app, upload.id, token);
-      expect(res.status).toBeGreaterThanOrEqual(500);
-      expect(Buffer.from(await res.arrayBuffer()).includes(Buffer.from(MARKER))).toBe(false);
+      // Not "storage unavailable, try again": the store holds content its key cannot open.
+      expect(res.status).toBe(502);
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(body.includes(Buffer.from(MARKER))).toBe(false);
+      expect(JSON.parse(body.toString())).toMatchObject({ error: { code: 'INTEGRITY_ERROR' } });
+      expect(app.logs.some((l) => JSON.stringify(l).includes('cannot be read with its SSE-C customer key'))).toBe(true);
     });
   }
 
