@@ -1,8 +1,9 @@
 // Re-encrypts stored media under the active key of MEDIA_KEYS (the first one):
 //   npm run keys:rotate [-- --tenant T]
 // Add the new key first in MEDIA_KEYS and keep the old ones after it; restart the
-// service so new uploads use the new key; then run this. It can be interrupted and
-// run again. With the embedded default, stop the service first.
+// service so new uploads use the new key; then run this. It can be interrupted (even
+// killed) at any point and run again; the sweep removes what an interrupted run left.
+// Run one at a time. With the embedded default, stop the service first.
 import { parseArgs } from 'node:util';
 import { KeyRing } from '../crypto/key-ring.js';
 import { ContentCrypto } from '../crypto/content-crypto.js';

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from '../logger.js';
-import type { ByteRange, Storage } from '../storage/storage.js';
+import { CopyNotSupported, type ByteRange, type Storage } from '../storage/storage.js';
 import type { KeyRing } from './key-ring.js';
+import { errors } from '../errors/index.js';
 import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, MAX_HEADER_LENGTH, decodeHeader, encodeHeader, headerLength, sealedLayout } from './segmented-gcm.js';
 
 /**
@@ -72,6 +73,9 @@ export class VerifyChecksum extends Transform {
 }
 
 export class ContentCrypto {
+  /** Set once the store refused a server-side copy of an SSE-C object (see reseal). */
+  private copyRefused = false;
+
   constructor(
     readonly ring: KeyRing,
     readonly mode: EncryptionMode,
@@ -151,11 +155,89 @@ export class ContentCrypto {
     return plain;
   }
 
-  /** Key id that sealed an object (app mode reads it from the header). */
-  async sealedWith(storage: Storage, key: string, recordedKid: string): Promise<string> {
-    if (this.mode === 'sse-c') return recordedKid;
-    const first = await readAll(await storage.get(key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH);
-    headerLength(first);
-    return decodeHeader(first).kid;
+  /**
+   * Which ring key an object is sealed with, and its stored size. App mode reads
+   * the key id from the object's header. Under SSE-C the store alone knows: a HEAD
+   * with the recorded key's customer key answers only when that key is right, so
+   * the other ring keys are tried after it (an object that an older, in-place
+   * rotation re-sealed before it could update the row is found this way).
+   */
+  async sealedWith(storage: Storage, key: string, recordedKid: string): Promise<{ kid: string; storedSize: number }> {
+    if (this.mode === 'app') {
+      const info = await storage.head(key);
+      if (!info) throw errors.notFound('Object', key);
+      const first = await readAll(await storage.get(key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH);
+      headerLength(first);
+      return { kid: decodeHeader(first).kid, storedSize: info.size };
+    }
+    const candidates = [recordedKid, ...this.ring.kids().filter((k) => k !== recordedKid)].filter((k) => this.ring.has(k));
+    let firstError: unknown;
+    for (const kid of candidates) {
+      let info;
+      try {
+        info = await storage.head(key, { sseKey: this.ring.objectKey(kid, key) });
+      } catch (e) {
+        firstError ??= e;
+        continue;
+      }
+      if (!info) throw errors.notFound('Object', key);
+      return { kid, storedSize: info.size };
+    }
+    throw firstError ?? new Error(`no ring key opens ${key}`);
+  }
+
+  /**
+   * Writes the object at `from` (sealed with ring key `kid`) again at `to`, sealed
+   * with the active key; `from` is left as it is. Under SSE-C the store does it
+   * (CopyObject, or UploadPartCopy parts above 5 GiB, with the old customer key for
+   * the source and the new one for the copy): no bytes pass through this process.
+   * In app mode the authenticated plaintext of `from` streams straight into the
+   * encrypting writer of `to` (different keys, so nothing is spooled to disk); with
+   * `checksum`, content that does not match it fails the write and nothing is kept.
+   * Either way the copy's size is checked against `plainSize`.
+   *
+   * A store that refuses to copy SSE-C objects (Ceph RGW before v20: 501) gets
+   * the same streaming as app mode instead: GET with the old customer key piped
+   * into a PUT with the new one, verified against `checksum`, never on disk. That
+   * is logged once per process.
+   */
+  async reseal(
+    storage: Storage,
+    o: { from: string; to: string; kid: string; plainSize: number; storedSize?: number; checksum?: string },
+    logger?: Logger,
+  ): Promise<SealedObject> {
+    if (o.from === o.to) throw new Error(`cannot re-seal ${o.from} onto itself`);
+    const kid = this.ring.active.kid;
+    if (this.mode === 'sse-c') {
+      const sseKey = this.ring.objectKey(kid, o.to);
+      let copied = false;
+      if (!this.copyRefused) {
+        try {
+          await storage.copy(o.from, o.to, { sourceSseKey: this.ring.objectKey(o.kid, o.from), sseKey, ...(o.storedSize !== undefined ? { size: o.storedSize } : {}) });
+          copied = true;
+        } catch (e) {
+          if (!(e instanceof CopyNotSupported)) throw e;
+          this.copyRefused = true;
+          logger?.warn({ reason: e.message }, 'the store cannot re-encrypt SSE-C objects server side: streaming each one through this process instead (old key in, new key out; nothing on disk)');
+        }
+      }
+      if (!copied) {
+        const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, ...(o.checksum ? { checksum: o.checksum } : {}) });
+        await storage.put(o.to, plain, { contentType: 'application/octet-stream', sseKey, size: o.plainSize });
+      }
+      const info = await storage.head(o.to, { sseKey });
+      if (!info || info.size !== o.plainSize) {
+        await storage.delete(o.to).catch(() => undefined);
+        throw new Error(`the re-encrypted copy of ${o.from} has ${info?.size ?? 'no'} bytes, expected ${o.plainSize}`);
+      }
+      return { kid, plainSize: info.size, storedSize: info.size };
+    }
+    const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, ...(o.checksum ? { checksum: o.checksum } : {}) });
+    const sealed = await this.seal(storage, o.to, plain);
+    if (sealed.plainSize !== o.plainSize) {
+      await storage.delete(o.to).catch(() => undefined);
+      throw new Error(`the re-encrypted copy of ${o.from} has ${sealed.plainSize} bytes, expected ${o.plainSize}`);
+    }
+    return sealed;
   }
 }

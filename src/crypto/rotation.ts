@@ -1,12 +1,8 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
-import { objectKeys } from '../storage/storage.js';
+import { objectKeys, variantKey } from '../storage/storage.js';
+import type { VariantRecord } from '../modules/media/media.record.js';
 import type { ContentCrypto } from './content-crypto.js';
 
 export interface RotationReport {
@@ -23,16 +19,36 @@ interface Row {
   file_size: bigint;
   checksum: string;
   encryption_key_id: string;
-  variants: { name: string; size: number }[] | string;
+  variants: VariantRecord[] | string;
+}
+
+/** One object of a media to re-encrypt: where it is, where its new copy goes. */
+interface Move {
+  from: string;
+  to: string;
+  plainSize: number;
+  checksum?: string;
 }
 
 /**
- * Re-encrypts media under the active ring key (SPEC 9, issue 4). Streaming: each
- * object's verified plaintext goes to a private temporary file and is sealed back
- * under the same storage key (an atomic replace on both drivers). Resumable: an
- * object already sealed with the active key is skipped, and a media row is moved
- * to the active key id only once all its objects are. Safe to interrupt at any
- * point: in application-side mode every object names its key in its header.
+ * Re-encrypts media under the active ring key (SPEC 9). Each object of a media
+ * (original and variants) is written again under a new storage key of its own,
+ * `{tenant}/{id}/{name}-{kid}`, sealed with the active key: under SSE-C the store
+ * re-encrypts it server side (a copy with the old and the new customer key); in
+ * application-side mode its authenticated plaintext streams from the old object
+ * into the new one (nothing is spooled to disk). Then ONE guarded UPDATE moves the
+ * row to the new keys and the new key id together, and only after it has committed
+ * are the old objects deleted.
+ *
+ * So a row never names a key its objects are not sealed with, whenever the run is
+ * interrupted: before the UPDATE the row still points at the old objects, intact,
+ * and the new copies are leftovers (a rerun writes them again; the sweep deletes
+ * them once they are older than its grace period); after it, the old objects are
+ * the leftovers. Rerunning picks up every row not yet under the active key.
+ *
+ * Run one rotation at a time; the UPDATE is guarded by the row's old key id and
+ * storage keys, so a row that changed meanwhile (deleted, or rotated by another
+ * run) is left to what changed it.
  */
 export class KeyRotation {
   constructor(private readonly deps: { prisma: PrismaClient; storage: Storage; crypto: ContentCrypto; logger: Logger }) {}
@@ -41,47 +57,59 @@ export class KeyRotation {
     const { prisma, crypto } = this.deps;
     const active = crypto.ring.active.kid;
     const report: RotationReport = { rotated: 0, failed: [] };
-    const tmp = await mkdtemp(path.join(os.tmpdir(), 'media-rotate-'));
-    try {
-      for (;;) {
-        const rows = await prisma.$queryRaw<Row[]>`
-          SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, variants FROM media
-          WHERE encrypted AND deleted_at IS NULL AND encryption_key_id <> ${active}
-            AND (${options.tenant ?? null}::text IS NULL OR tenant_id = ${options.tenant ?? null})
-            AND NOT (id::text = ANY(${report.failed}::text[]))
-          ORDER BY id LIMIT ${options.batchSize ?? 50}`;
-        if (rows.length === 0) break;
-        for (const r of rows) {
-          try {
-            const variants = typeof r.variants === 'string' ? (JSON.parse(r.variants) as Row['variants'] & unknown[]) : r.variants;
-            for (const v of variants as { name: string; size: number }[]) {
-              await this.rotateObject(tmp, objectKeys.variant(r.tenant_id, r.id, v.name), r.encryption_key_id, v.size);
-            }
-            await this.rotateObject(tmp, r.storage_key, r.encryption_key_id, Number(r.file_size), r.checksum);
-            await prisma.$executeRaw`UPDATE media SET encryption_key_id = ${active} WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid`;
-            report.rotated++;
-          } catch (e) {
-            this.deps.logger.error({ err: e, mediaId: r.id }, 'key rotation: media left under its old key');
-            report.failed.push(r.id);
-          }
+    // Rows this run gave up on (failed, or changed by someone else): never picked again.
+    const skip: string[] = [];
+    for (;;) {
+      const rows = await prisma.$queryRaw<Row[]>`
+        SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, variants FROM media
+        WHERE encrypted AND deleted_at IS NULL AND encryption_key_id <> ${active}
+          AND (${options.tenant ?? null}::text IS NULL OR tenant_id = ${options.tenant ?? null})
+          AND NOT (id::text = ANY(${skip}::text[]))
+        ORDER BY id LIMIT ${options.batchSize ?? 50}`;
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        try {
+          if (await this.rotateMedia(r, active)) report.rotated++;
+          else skip.push(r.id);
+        } catch (e) {
+          this.deps.logger.error({ err: e, mediaId: r.id }, 'key rotation: media left under its old key');
+          report.failed.push(r.id);
+          skip.push(r.id);
         }
       }
-    } finally {
-      await rm(tmp, { recursive: true, force: true });
     }
     return report;
   }
 
-  private async rotateObject(tmp: string, key: string, recordedKid: string, plainSize: number, checksum?: string): Promise<void> {
-    const { storage, crypto } = this.deps;
-    const kid = await crypto.sealedWith(storage, key, recordedKid);
-    if (kid === crypto.ring.active.kid) return; // done by an earlier, interrupted run
-    const file = path.join(tmp, 'plain');
-    await pipeline(await crypto.open(storage, { key, kid, plainSize, ...(checksum ? { checksum } : {}) }), createWriteStream(file, { mode: 0o600 }));
-    try {
-      await crypto.seal(storage, key, createReadStream(file));
-    } finally {
-      await rm(file, { force: true });
+  /** true when the row was moved to the active key; false when it changed meanwhile (left alone). */
+  private async rotateMedia(r: Row, active: string): Promise<boolean> {
+    const { prisma, storage, crypto, logger } = this.deps;
+    const media = { tenantId: r.tenant_id, id: r.id };
+    const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
+    const moves: Move[] = [
+      { from: r.storage_key, to: objectKeys.rotated(r.tenant_id, r.id, 'original', active), plainSize: Number(r.file_size), checksum: r.checksum },
+      ...variants.map((v) => ({ from: variantKey(media, v), to: objectKeys.rotated(r.tenant_id, r.id, v.name, active), plainSize: v.size })),
+    ];
+    for (const m of moves) {
+      // The key the object is really sealed with (its header, or which customer key the store accepts).
+      const source = await crypto.sealedWith(storage, m.from, r.encryption_key_id);
+      await crypto.reseal(storage, { ...m, kid: source.kid, storedSize: source.storedSize }, logger);
     }
+    const moved = variants.map((v, i) => ({ ...v, key: moves[i + 1]!.to }));
+    // One statement: keys and key id change together or not at all. Guarded by what
+    // the copies were made from, so a concurrent change is never overwritten.
+    const n = await prisma.$executeRaw`
+      UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}
+      WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL
+        AND encryption_key_id = ${r.encryption_key_id} AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
+    if (n !== 1) {
+      // Deleted or rotated meanwhile: the copies are the sweep's (or the other run's) to keep or delete.
+      logger.warn({ mediaId: r.id }, 'key rotation: the media changed while it was copied; left as it is');
+      return false;
+    }
+    for (const m of moves) {
+      await storage.delete(m.from).catch((err: unknown) => logger.warn({ err, mediaId: r.id, key: m.from }, 'key rotation: could not delete an old object; the sweep will'));
+    }
+    return true;
   }
 }

@@ -7,7 +7,7 @@ import { errors } from '../errors/index.js';
 import { requireScope } from '../auth/http-auth.js';
 import type { Services } from '../services.js';
 import type { MediaRecord } from '../modules/media/media.record.js';
-import { objectKeys, type ByteRange } from '../storage/index.js';
+import { variantKey, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 
@@ -184,15 +184,16 @@ export function contentRoutes(services: Services): Router {
       const media = await services.media.require(tenant, String(req.params['id']));
       const v = media.variants.find((x) => x.name === req.params['name']);
       if (!v) throw errors.notFound('Variant', `${media.id}/${String(req.params['name'])}`);
+      const key = variantKey(media, v);
       await serveContent(services, req, res, {
-        key: objectKeys.variant(media.tenantId, media.id, v.name),
+        key,
         size: v.size,
         mediaType: v.mediaType,
         etag: `"${media.checksum}-${v.name.toLowerCase()}"`,
         fileName: variantFileName(media.fileName, v.name),
         inline: true,
         cacheControl: mediaCacheControl(media),
-        open: mediaBody(services, res, media, objectKeys.variant(media.tenantId, media.id, v.name), v.size),
+        open: mediaBody(services, res, media, key, v.size),
       });
     }),
   );

@@ -4,8 +4,8 @@ import { LocalDiskStorage } from './local-disk.js';
 import { S3Storage } from './s3.js';
 import type { Storage } from './storage.js';
 
-export type { Storage, ByteRange, ObjectInfo, ListedObject } from './storage.js';
-export { objectKeys } from './storage.js';
+export type { Storage, ByteRange, ObjectInfo, ListedObject, CopyOptions } from './storage.js';
+export { objectKeys, variantKey } from './storage.js';
 
 /** Picks the storage driver from configuration. */
 export function createStorage(config: Config): Storage {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errors } from '../errors/index.js';
-import type { ByteRange, ListedObject, ObjectInfo, Storage } from './storage.js';
+import type { ByteRange, CopyOptions, ListedObject, ObjectInfo, Storage } from './storage.js';
 
 const KEY_RE = /^[a-z0-9][a-z0-9/_-]*$/i;
 
@@ -89,9 +89,10 @@ export class LocalDiskStorage implements Storage {
    * A hard link: atomic, no bytes copied, and safe because nothing here writes a
    * file in place (put writes a new file and renames it over the key), so later
    * puts to `from` leave `to` untouched. Where the file system has no hard links, a
-   * copy written under .tmp and renamed into place.
+   * copy written under .tmp and renamed into place. The SSE-C options mean nothing
+   * here (local disk content is encrypted by the application, if at all).
    */
-  async copy(from: string, to: string): Promise<void> {
+  async copy(from: string, to: string, _options?: CopyOptions): Promise<void> {
     const source = this.pathOf(from);
     const target = this.pathOf(to);
     await mkdir(path.dirname(target), { recursive: true });

@@ -1,5 +1,8 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -9,6 +12,8 @@ import {
   PutObjectCommand,
   S3Client,
   S3ServiceException,
+  UploadPartCopyCommand,
+  type CompletedPart,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
@@ -16,7 +21,8 @@ import { AppError, errors } from '../errors/index.js';
 import { createHash, randomUUID } from 'node:crypto';
 import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
-import type { ByteRange, GetOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
+import { CopyNotSupported } from './storage.js';
+import type { ByteRange, CopyOptions, GetOptions, HeadOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -39,7 +45,17 @@ export interface S3StorageOptions {
    */
   signPayload?: boolean;
   credentials?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * Largest object copied with one CopyObject (S3's limit, and the default: 5 GiB);
+   * larger ones are copied part by part with UploadPartCopy. Lowered by tests.
+   */
+  maxCopyObjectSize?: number;
+  /** Part size of a multipart copy (default 512 MiB; at least 5 MiB). */
+  copyPartSize?: number;
 }
+
+/** S3's limit for one CopyObject (and one PutObject). */
+export const MAX_COPY_OBJECT_SIZE = 5 * 1024 * 1024 * 1024;
 
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
 
@@ -74,6 +90,16 @@ function sseParams(key: Buffer | undefined) {
   };
 }
 
+/** The SSE-C parameters naming the key a copy's source was written with. */
+function copySourceSseParams(key: Buffer | undefined) {
+  if (!key) return {};
+  return {
+    CopySourceSSECustomerAlgorithm: 'AES256',
+    CopySourceSSECustomerKey: key.toString('base64'),
+    CopySourceSSECustomerKeyMD5: createHash('md5').update(key).digest('base64'),
+  };
+}
+
 /** Counts bytes passing through. */
 class Counter extends Transform {
   bytes = 0;
@@ -93,9 +119,13 @@ export class S3Storage implements Storage {
   private readonly parts: PartBuffers;
   /** Request checksums on (WHEN_SUPPORTED): bodies must be buffers, never aws-chunked streams. */
   private readonly checksums: boolean;
+  private readonly maxCopyObjectSize: number;
+  private readonly copyPartSize: number;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
+    this.maxCopyObjectSize = Math.min(o.maxCopyObjectSize ?? MAX_COPY_OBJECT_SIZE, MAX_COPY_OBJECT_SIZE);
+    this.copyPartSize = Math.min(Math.max(o.copyPartSize ?? 512 * 1024 * 1024, 5 * 1024 * 1024), MAX_COPY_OBJECT_SIZE);
     // Up to queueSize parts in flight plus the one being filled: 8 MiB × (4 + 1) keeps
     // a 1 GiB upload under 96 MB of RSS growth.
     this.queueSize = o.queueSize ?? 4;
@@ -209,7 +239,7 @@ export class S3Storage implements Storage {
   }
 
   /** An SSE-C object needs its key (`options.sseKey`): RGW and AWS answer 400 to a HEAD without it. */
-  async head(key: string, options: GetOptions = {}): Promise<ObjectInfo | null> {
+  async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo | null> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...sseParams(options.sseKey) }));
       return { size: Number(out.ContentLength ?? 0) };
@@ -220,16 +250,71 @@ export class S3Storage implements Storage {
   }
 
   /**
-   * One CopyObject (metadata copied with it; a standard operation on AWS S3 and Ceph
-   * RGW). Its 5 GiB limit is the limit of the single PUT that writes a direct upload.
+   * One CopyObject (metadata copied with it, unless a content type is given; a
+   * standard operation on AWS S3 and Ceph RGW). With SSE-C keys the store decrypts
+   * the source with `sourceSseKey` and encrypts the copy with `sseKey`: key
+   * rotation re-encrypts without the bytes leaving the store. Objects larger than
+   * one CopyObject may be (5 GiB) are copied with a multipart upload whose parts
+   * are UploadPartCopy ranges of the source, with the same key headers.
    */
-  async copy(from: string, to: string): Promise<void> {
+  async copy(from: string, to: string, options: CopyOptions = {}): Promise<void> {
+    const source = `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`;
+    const keys = { ...copySourceSseParams(options.sourceSseKey), ...sseParams(options.sseKey) };
+    const metadata = options.contentType ? { MetadataDirective: 'REPLACE' as const, ContentType: options.contentType } : {};
+    let multipart = false;
     try {
+      // Only a copy that could be too large for one request needs the size; the
+      // callers without SSE-C (direct uploads) copy what one PUT wrote (<= 5 GiB).
+      let size = options.size;
+      if (size === undefined && (options.sourceSseKey || options.sseKey || this.maxCopyObjectSize < MAX_COPY_OBJECT_SIZE)) {
+        const head = await this.head(from, options.sourceSseKey ? { sseKey: options.sourceSseKey } : {});
+        if (!head) throw errors.notFound('Object', from);
+        size = head.size;
+      }
+      if (size === undefined || size <= this.maxCopyObjectSize) {
+        await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: source, ...metadata, ...keys }));
+        return;
+      }
+      multipart = true;
+      await this.multipartCopy(source, to, size, options, keys);
+    } catch (e) {
+      const status = e instanceof S3ServiceException ? e.$metadata?.httpStatusCode : undefined;
+      if (status !== undefined && (options.sourceSseKey || options.sseKey)) {
+        // Ceph RGW before v20 refuses any copy of an SSE-C source: CopyObject with 501,
+        // UploadPartCopy with 400 InvalidArgument. A 400 means that only when the source
+        // key is right (it opens the object), which one HEAD tells.
+        const refused =
+          status === 501 ||
+          (status === 400 && multipart && (await this.head(from, options.sourceSseKey ? { sseKey: options.sourceSseKey } : {}).then((h) => h !== null, () => false)));
+        if (refused) throw new CopyNotSupported(`the store does not copy SSE-C objects server side (${(e as Error).name}, ${status}): ${from}`);
+      }
+      throw mapS3Error(e, from);
+    }
+  }
+
+  /** A copy of more than one CopyObject may hold: UploadPartCopy of consecutive ranges, then Complete. */
+  private async multipartCopy(source: string, to: string, size: number, options: CopyOptions, keys: object): Promise<void> {
+    const partSize = Math.max(this.copyPartSize, Math.ceil(size / 10_000));
+    const created = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: to, ...(options.contentType ? { ContentType: options.contentType } : {}), ...sseParams(options.sseKey) }),
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new Error(`CreateMultipartUpload for ${to} answered no UploadId`);
+    try {
+      const parts: CompletedPart[] = [];
+      for (let start = 0, n = 1; start < size; start += partSize, n++) {
+        const end = Math.min(size, start + partSize) - 1;
+        const out = await this.client.send(
+          new UploadPartCopyCommand({ Bucket: this.bucket, Key: to, UploadId: uploadId, PartNumber: n, CopySource: source, CopySourceRange: `bytes=${start}-${end}`, ...keys }),
+        );
+        parts.push({ PartNumber: n, ETag: out.CopyPartResult?.ETag });
+      }
       await this.client.send(
-        new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}` }),
+        new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...sseParams(options.sseKey) }),
       );
     } catch (e) {
-      throw mapS3Error(e, from);
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId: uploadId })).catch(() => undefined);
+      throw e;
     }
   }
 

@@ -19,6 +19,31 @@ export interface GetOptions {
   sseKey?: Buffer;
 }
 
+export interface CopyOptions {
+  /** SSE-C customer key the source was written with (S3 only). */
+  sourceSseKey?: Buffer;
+  /** SSE-C customer key to encrypt the copy with (S3 only): the store re-encrypts server side. */
+  sseKey?: Buffer;
+  /** Content type of the copy (default: the source's). */
+  contentType?: string;
+  /** Stored size of the source when the caller knows it (saves S3 a HEAD to choose between one copy and a multipart copy). */
+  size?: number;
+}
+
+/**
+ * The store cannot copy this object server side (Ceph RGW before v20 answers 501
+ * NotImplemented to any copy of an SSE-C encrypted source): the caller must read
+ * and write the bytes itself.
+ */
+export class CopyNotSupported extends Error {
+  override readonly name = 'CopyNotSupported';
+}
+
+export interface HeadOptions {
+  /** SSE-C customer key the object was written with (S3 only; an SSE-C object answers HEAD only with it). */
+  sseKey?: Buffer;
+}
+
 export interface ListedObject {
   key: string;
   size: number;
@@ -62,14 +87,16 @@ export interface Storage {
    * Size of the object, or null when it does not exist. An object written with an
    * SSE-C key needs the same key here (S3 stores refuse a HEAD without it).
    */
-  head(key: string, options?: GetOptions): Promise<ObjectInfo | null>;
+  head(key: string, options?: HeadOptions): Promise<ObjectInfo | null>;
   /**
    * Copies an object to another key (replacing what is there): `to` is then an
    * object of its own, which later writes to `from` never change. A missing
    * `from` is NOT_FOUND. Direct uploads use it to take verified bytes out of reach
-   * of a late PUT (SPEC 10).
+   * of a late PUT (SPEC 10). On S3 with SSE-C keys in `options` the store decrypts
+   * the source with `sourceSseKey` and encrypts the copy with `sseKey` itself (key
+   * rotation): no bytes pass through this process. Local disk ignores the options.
    */
-  copy(from: string, to: string): Promise<void>;
+  copy(from: string, to: string, options?: CopyOptions): Promise<void>;
   /** Idempotent: deleting a missing object is not an error. */
   delete(key: string): Promise<void>;
   /** Deletes every object whose key starts with prefix (a media's original and variants). */
@@ -88,9 +115,23 @@ export interface Storage {
   presignPut?(key: string, options: PresignPutOptions): Promise<string>;
 }
 
-/** Storage keys of one media. */
+/**
+ * Storage keys of one media. Uploads write `original` and `{VARIANT}`; key
+ * rotation writes each object again under `original-{kid}` / `{VARIANT}-{kid}`
+ * (same `{tenant}/{id}/` prefix, so grouping and purging by prefix still work; a
+ * hyphen, because local disk refuses dots in keys and no object name has one).
+ * Which key a media's objects are under is what its row records: `storage_key`,
+ * and each variant's `key` (absent on rows older than rotation: the derived key).
+ */
 export const objectKeys = {
   prefix: (tenant: string, mediaId: string) => `${tenant}/${mediaId}/`,
   original: (tenant: string, mediaId: string) => `${tenant}/${mediaId}/original`,
   variant: (tenant: string, mediaId: string, name: string) => `${tenant}/${mediaId}/${name}`,
+  /** The key an object of a media takes when rotation re-encrypts it under ring key `kid`. */
+  rotated: (tenant: string, mediaId: string, name: string, kid: string) => `${tenant}/${mediaId}/${name}-${kid}`,
 };
+
+/** Storage key of a media's variant: the one its row records, else (older rows) the derived one. */
+export function variantKey(media: { tenantId: string; id: string }, v: { name: string; key?: string | undefined }): string {
+  return v.key ?? objectKeys.variant(media.tenantId, media.id, v.name);
+}

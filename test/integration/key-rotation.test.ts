@@ -1,16 +1,28 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import sharp from 'sharp';
-import { UploadDocument } from '../generated/graphql.js';
-import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { MediaDocument, UploadDocument } from '../generated/graphql.js';
+import { newTenant, startTestApp, STORAGE_DRIVER, S3_CHECKSUMS, S3_STORE, testS3Store, TEST_JWT_SECRET, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
 import { decodeHeader } from '../../src/crypto/segmented-gcm.js';
+import type { Storage } from '../../src/storage/index.js';
+import { CopyNotSupported } from '../../src/storage/storage.js';
+import { S3Storage } from '../../src/storage/s3.js';
 
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const OLD = `old:${randomBytes(32).toString('base64')}`;
 const NEW = `new:${randomBytes(32).toString('base64')}`;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** The store encrypts (SSE-C enforced): rotation must copy server side. */
+const SSE_C = STORAGE_DRIVER === 's3' && S3_STORE === 'rgw';
 
 async function raw(app: TestApp, key: string): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -18,10 +30,105 @@ async function raw(app: TestApp, key: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function content(app: TestApp, token: string, path: string): Promise<Buffer> {
-  const res = await fetch(`${app.url}${path}`, { headers: { authorization: `Bearer ${token}` } });
-  expect(res.status, path).toBe(200);
+async function content(app: TestApp, token: string, p: string): Promise<Buffer> {
+  const res = await fetch(`${app.url}${p}`, { headers: { authorization: `Bearer ${token}` } });
+  expect(res.status, p).toBe(200);
   return Buffer.from(await res.arrayBuffer());
+}
+
+async function rowOf(app: TestApp, tenant: string, id: string) {
+  const r = await app.db.prisma.media.findFirstOrThrow({ where: { tenantId: tenant, id }, select: { encryptionKeyId: true, storageKey: true, variants: true } });
+  return { ...r, variants: r.variants as { name: string; key?: string }[] };
+}
+
+/** Keys the row points at: storage_key and each variant's (recorded, else derived) key. */
+function referenced(tenant: string, id: string, row: Awaited<ReturnType<typeof rowOf>>): string[] {
+  return [row.storageKey, ...row.variants.map((v) => v.key ?? `${tenant}/${id}/${v.name}`)].sort();
+}
+
+async function sweep(app: TestApp, tenant: string) {
+  for (let i = 0; i < 50; i++) {
+    const r = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    if (r) return r;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('the sweep lock stayed taken');
+}
+
+/** The storage with deletes that fail while `ctl.failDeletes` (a rotation interrupted after its row update). */
+function failingDeletes(real: Storage, ctl: { failDeletes: boolean }): Storage {
+  return new Proxy(real, {
+    get(target, p) {
+      if (p === 'delete') {
+        return async (key: string) => {
+          if (ctl.failDeletes) throw new Error(`injected: could not delete ${key}`);
+          return target.delete(key);
+        };
+      }
+      const v = Reflect.get(target, p, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** Counts the S3 commands a client sends, by name. */
+function countCommands(storage: Storage): Map<string, number> {
+  const counts = new Map<string, number>();
+  if (storage instanceof S3Storage) {
+    storage.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const name = context.commandName ?? '?';
+        counts.set(name, (counts.get(name) ?? 0) + 1);
+        return next(args);
+      },
+      { step: 'initialize', name: 'rotationTestCommandCounter' },
+    );
+  }
+  return counts;
+}
+
+/** Environment of the maintenance commands for this run's database and store. */
+function cliEnv(dataDir: string, mediaKeys: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'],
+    HOME: process.env['HOME'],
+    DATABASE_URL: inject('databaseUrl'),
+    DATA_DIR: dataDir,
+    MEDIA_KEYS: mediaKeys,
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: 'info',
+  };
+  if (STORAGE_DRIVER === 's3') {
+    const store = testS3Store();
+    Object.assign(env, {
+      S3_BUCKET: store.bucket,
+      S3_ENDPOINT: store.endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      S3_CHECKSUMS: S3_CHECKSUMS.toLowerCase(),
+      AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
+      AWS_REGION: 'us-east-1',
+    });
+  }
+  return env;
+}
+
+/** Whether the run's store re-encrypts an SSE-C object in a CopyObject (AWS S3, Ceph RGW v20+), or refuses (RGW before v20). */
+async function storeCopiesSseC(): Promise<boolean> {
+  const s3 = new S3Storage({ ...testS3Store(), forcePathStyle: true, checksums: S3_CHECKSUMS });
+  const [a, b] = [randomBytes(32), randomBytes(32)];
+  const from = `_probe/copy-${randomBytes(6).toString('hex')}`;
+  await s3.put(from, Readable.from([Buffer.from('probe')]), { size: 5, sseKey: a });
+  try {
+    await s3.copy(from, `${from}-copy`, { sourceSseKey: a, sseKey: b });
+    return true;
+  } catch (e) {
+    if (e instanceof CopyNotSupported) return false;
+    throw e;
+  } finally {
+    await s3.delete(from);
+    await s3.delete(`${from}-copy`);
+  }
 }
 
 const apps: TestApp[] = [];
@@ -29,8 +136,8 @@ afterAll(async () => {
   for (const a of apps) await a.close().catch(() => undefined);
 });
 
-describe(`key rotation (${STORAGE_DRIVER})`, () => {
-  it('old media stays readable with a new active key, new media uses it, and the rotation command moves everything to it', async () => {
+describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STORE}` : ''})`, () => {
+  it('old media stays readable with a new active key, new media uses it, and the rotation moves everything to new objects under it', async () => {
     const tenant = newTenant();
     const lease = Buffer.concat([pdfBytes(2), Buffer.from('%' + 'clause '.repeat(30_000))]);
     const photo = await jpeg(900, 700);
@@ -48,23 +155,30 @@ describe(`key rotation (${STORAGE_DRIVER})`, () => {
     // 2. A new active key in front of the old one.
     const b = await startTestApp({ dataDir, env: { MEDIA_KEYS: `${NEW},${OLD}` } });
     apps.push(b);
+    expect(b.services.crypto.mode).toBe(SSE_C ? 'sse-c' : 'app');
     const token = await b.token(tenant);
     expect(sha(await content(b, token, `/media/${doc.id}/content`))).toBe(sha(lease));
     const fresh = (await ok(b.url, UploadDocument, { input: { file: new File([pdfBytes(1)], 'n.pdf'), entity: { type: 'lease', id: 'l2' } } }, { token })).upload;
     expect(fresh.encryptionKeyId).toBe('new');
 
-    // 3. An interrupted earlier run: the original of `doc` was re-sealed, its row not yet updated.
-    await b.services.crypto.seal(b.services.storage, `${tenant}/${doc.id}/original`, createReadStream(await tmpWrite(lease)));
-    expect(decodeHeader(await raw(b, `${tenant}/${doc.id}/original`)).kid).toBe('new');
-    expect(sha(await content(b, token, `/media/${doc.id}/content`))).toBe(sha(lease));
+    // 3. A row that the earlier, in-place rotation left half-done: the original of
+    //    `doc` re-sealed with the new key under its old storage key, the row still
+    //    naming the old key. The rotation finds the key that really opens it.
+    await b.services.crypto.seal(b.services.storage, `${tenant}/${doc.id}/original`, Readable.from([lease]));
+    if (!SSE_C) expect(decodeHeader(await raw(b, `${tenant}/${doc.id}/original`)).kid).toBe('new');
 
     const report = await b.services.rotation.run({ tenant });
     expect(report).toEqual({ rotated: 2, failed: [] });
-    const rows = await b.db.prisma.media.findMany({ where: { tenantId: tenant }, select: { id: true, encryptionKeyId: true } });
-    expect(new Set(rows.map((r) => r.encryptionKeyId))).toEqual(new Set(['new']));
-    for (const key of [`${tenant}/${doc.id}/original`, `${tenant}/${pic.id}/original`, `${tenant}/${pic.id}/THUMB`, `${tenant}/${pic.id}/MEDIUM`]) {
-      expect(decodeHeader(await raw(b, key)).kid, key).toBe('new');
+    for (const m of [doc, pic]) {
+      const row = await rowOf(b, tenant, m.id);
+      expect(row.encryptionKeyId).toBe('new');
+      expect(row.storageKey).toBe(`${tenant}/${m.id}/original-new`);
+      for (const v of row.variants) expect(v.key).toBe(`${tenant}/${m.id}/${v.name}-new`);
+      // The old objects are gone: only what the row points at is left.
+      expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort()).toEqual(referenced(tenant, m.id, row));
+      if (!SSE_C) for (const key of referenced(tenant, m.id, row)) expect(decodeHeader(await raw(b, key)).kid, key).toBe('new');
     }
+    expect((await ok(b.url, MediaDocument, { id: pic.id }, { token })).media?.encryptionKeyId).toBe('new');
     expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: 0, failed: [] });
     await b.close({ keepData: true });
     apps.pop();
@@ -80,19 +194,185 @@ describe(`key rotation (${STORAGE_DRIVER})`, () => {
     expect((await sharp(thumbAfter).metadata()).width).toBe(160);
   });
 
+  it('a rotation killed between its copies and its row update, then run again, leaves every media readable under the new key and nothing behind', { timeout: 180_000 }, async () => {
+    const tenant = newTenant();
+    const a = await startTestApp({ env: { MEDIA_KEYS: OLD } });
+    const dataDir = a.dataDir;
+    const tokenA = await a.token(tenant);
+    const files = [
+      new File([Buffer.concat([pdfBytes(2), randomBytes(200_000)])], 'one.pdf'),
+      await jpeg(1400, 900, 'wide.jpg'),
+      await jpeg(700, 500, 'small.jpg'),
+      new File([Buffer.concat([pdfBytes(1), randomBytes(50_000)])], 'two.pdf'),
+    ];
+    const media: { id: string; bytes: Buffer; variants: Map<string, Buffer> }[] = [];
+    for (const [i, f] of files.entries()) {
+      const m = (await ok(a.url, UploadDocument, { input: { file: f, entity: { type: f.name.endsWith('.pdf') ? 'lease' : 'person', id: `e${i}` } } }, { token: tokenA })).upload;
+      expect(m.encryptionKeyId).toBe('old');
+      const variants = new Map<string, Buffer>();
+      for (const v of m.variants) variants.set(v.name, await content(a, tokenA, `/media/${m.id}/variants/${v.name}`));
+      media.push({ id: m.id, bytes: Buffer.from(await f.arrayBuffer()), variants });
+    }
+    await a.close({ keepData: true });
+
+    const ctl = { failDeletes: false };
+    let counts = new Map<string, number>();
+    const b = await startTestApp({
+      dataDir,
+      env: { MEDIA_KEYS: `${NEW},${OLD}` },
+      storage: (_dir, real) => {
+        counts = countCommands(real);
+        return failingDeletes(real, ctl);
+      },
+    });
+    apps.push(b);
+    const token = await b.token(tenant);
+    const readsBack = async () => {
+      for (const m of media) {
+        expect(sha(await content(b, token, `/media/${m.id}/content`)), m.id).toBe(sha(m.bytes));
+        for (const [name, bytes] of m.variants) expect((await content(b, token, `/media/${m.id}/variants/${name}`)).equals(bytes), `${m.id} ${name}`).toBe(true);
+      }
+    };
+
+    // The image with the most variants is held at its row update: a transaction of
+    // ours locks its row, so the rotation command blocks right after its copies.
+    const held = [...media].sort((x, y) => y.variants.size - x.variants.size)[0]!;
+    const pool = new pg.Pool({ connectionString: inject('databaseUrl'), max: 2 });
+    const lock = await pool.connect();
+    let child: ReturnType<typeof spawn> | undefined;
+    try {
+      await lock.query('BEGIN');
+      await lock.query('SELECT 1 FROM media WHERE tenant_id = $1 AND id = $2::uuid FOR UPDATE', [tenant, held.id]);
+      child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/cli/rotate-keys.ts'), '--tenant', tenant], {
+        cwd: ROOT,
+        env: cliEnv(dataDir, `${NEW},${OLD}`),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+      child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
+      let blocked: number | undefined;
+      for (let i = 0; i < 600 && blocked === undefined; i++) {
+        if (child.exitCode !== null) throw new Error(`the rotation command ended (${child.exitCode}) before it reached the held row:\n${output}`);
+        const { rows } = await pool.query<{ pid: number }>(
+          `SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND wait_event_type = 'Lock' AND query LIKE '%UPDATE media SET storage_key%'`,
+        );
+        if (rows[0]) blocked = rows[0].pid;
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(blocked, output).toBeDefined();
+      // Its copies are written; its row is not updated: kill it here, for real.
+      const heldKeys = (await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key);
+      expect(heldKeys).toContain(`${tenant}/${held.id}/original-new`);
+      for (const name of held.variants.keys()) expect(heldKeys).toContain(`${tenant}/${held.id}/${name}-new`);
+      child.kill('SIGKILL');
+      expect(await exited).toBeNull();
+      // The killed process's connection goes with it (PostgreSQL would notice only later).
+      await pool.query('SELECT pg_terminate_backend($1)', [blocked]);
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await lock.query('ROLLBACK').catch(() => undefined);
+      lock.release();
+      await pool.end();
+    }
+
+    // Interrupted before the update: the held row still names the old key and its
+    // intact old objects; media before it in the run are done; all read back.
+    const heldRow = await rowOf(b, tenant, held.id);
+    expect(heldRow.encryptionKeyId).toBe('old');
+    expect(heldRow.storageKey).toBe(`${tenant}/${held.id}/original`);
+    expect(heldRow.variants.every((v) => v.key === undefined)).toBe(true);
+    for (const m of media) {
+      const row = await rowOf(b, tenant, m.id);
+      expect(row.storageKey).toBe(row.encryptionKeyId === 'new' ? `${tenant}/${m.id}/original-new` : `${tenant}/${m.id}/original`);
+    }
+    await readsBack();
+
+    // The new copies of the held media are leftovers: the sweep deletes them, and nothing it still needs.
+    const afterKill = await sweep(b, tenant);
+    expect(afterKill.staleMediaObjectsDeleted).toBe(1 + held.variants.size);
+    expect((await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key).sort()).toEqual(referenced(tenant, held.id, heldRow));
+    await readsBack();
+
+    // Run again, this time interrupted after each row update: the old objects cannot be deleted.
+    const pending = (await b.db.prisma.media.findMany({ where: { tenantId: tenant, encryptionKeyId: 'old' }, select: { id: true } })).map((r) => r.id);
+    expect(pending).toContain(held.id);
+    const pendingObjects = pending.reduce((n, id) => n + 1 + media.find((m) => m.id === id)!.variants.size, 0);
+    counts.clear();
+    ctl.failDeletes = true;
+    expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: pending.length, failed: [] });
+    ctl.failDeletes = false;
+    if (SSE_C) {
+      if (await storeCopiesSseC()) {
+        // Re-encrypted by the store: one CopyObject per object, no byte through this process.
+        expect(counts.get('CopyObjectCommand') ?? 0).toBe(pendingObjects);
+        for (const c of ['GetObjectCommand', 'PutObjectCommand', 'CreateMultipartUploadCommand', 'UploadPartCommand']) expect(counts.get(c) ?? 0, c).toBe(0);
+      } else {
+        // Ceph RGW before v20 answers 501 to any copy of an SSE-C object: the first
+        // CopyObject is refused, and every object streams GET (old key) -> PUT (new key).
+        expect(counts.get('CopyObjectCommand') ?? 0).toBe(1);
+        expect(counts.get('GetObjectCommand') ?? 0).toBe(pendingObjects);
+        expect((counts.get('PutObjectCommand') ?? 0) + (counts.get('CreateMultipartUploadCommand') ?? 0)).toBe(pendingObjects);
+        expect(b.logs.some((l) => String(l['msg']).includes('cannot re-encrypt SSE-C objects server side'))).toBe(true);
+      }
+    } else if (STORAGE_DRIVER === 's3') {
+      // A store without SSE-C: the plaintext streams from the old object into the new one.
+      expect(counts.get('CopyObjectCommand') ?? 0).toBe(0);
+    }
+    for (const m of media) {
+      const row = await rowOf(b, tenant, m.id);
+      expect(row.encryptionKeyId).toBe('new');
+      expect(row.storageKey).toBe(`${tenant}/${m.id}/original-new`);
+      expect(row.variants.map((v) => v.key)).toEqual(row.variants.map((v) => `${tenant}/${m.id}/${v.name}-new`));
+      expect((await ok(b.url, MediaDocument, { id: m.id }, { token })).media?.encryptionKeyId).toBe('new');
+    }
+    await readsBack();
+
+    // Interrupted after the update: the old objects are the leftovers, and the sweep removes them.
+    const afterRerun = await sweep(b, tenant);
+    expect(afterRerun.staleMediaObjectsDeleted).toBe(pendingObjects);
+    for (const m of media) {
+      const keys = (await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort();
+      expect(keys).toEqual(referenced(tenant, m.id, await rowOf(b, tenant, m.id)));
+    }
+    expect((await sweep(b, tenant)).staleMediaObjectsDeleted).toBe(0);
+    await readsBack();
+    expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: 0, failed: [] });
+
+    if (SSE_C) {
+      // The store holds the rotated object encrypted with the new customer key only.
+      const s3 = new S3Storage({ ...testS3Store(), forcePathStyle: true, checksums: S3_CHECKSUMS });
+      const ring = b.services.crypto.ring;
+      const newKey = `${tenant}/${held.id}/original-new`;
+      const get = async (sseKey?: Buffer) => {
+        try {
+          const out = await s3.client.send(
+            new GetObjectCommand({
+              Bucket: s3.bucket,
+              Key: newKey,
+              ...(sseKey ? { SSECustomerAlgorithm: 'AES256', SSECustomerKey: sseKey.toString('base64'), SSECustomerKeyMD5: createHash('md5').update(sseKey).digest('base64') } : {}),
+            }),
+          );
+          return { status: 200, body: Buffer.from(await out.Body!.transformToByteArray()) };
+        } catch (e) {
+          return { status: (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0, body: null };
+        }
+      };
+      for (const attempt of [undefined, ring.objectKey('old', newKey), ring.objectKey('old', `${tenant}/${held.id}/original`)]) {
+        const r = await get(attempt);
+        expect(r.status, attempt ? 'the old key' : 'no key').toBeGreaterThanOrEqual(400);
+        expect(r.status).toBeLessThan(500);
+      }
+      const right = await get(ring.objectKey('new', newKey));
+      expect(right.status).toBe(200);
+      expect(sha(right.body!)).toBe(sha(held.bytes));
+    }
+  });
+
   it('refuses a malformed key ring at start, naming MEDIA_KEYS and never echoing key material', async () => {
     const secret = Buffer.alloc(16, 7).toString('base64');
     await expect(startTestApp({ env: { MEDIA_KEYS: `short:${secret}` } })).rejects.toThrow(/MEDIA_KEYS/);
     await expect(startTestApp({ env: { MEDIA_KEYS: `short:${secret}` } })).rejects.not.toThrow(secret);
   });
 });
-
-async function tmpWrite(b: Buffer): Promise<string> {
-  const { mkdtemp, writeFile } = await import('node:fs/promises');
-  const os = await import('node:os');
-  const path = await import('node:path');
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'rot-'));
-  const file = path.join(dir, 'plain');
-  await writeFile(file, b);
-  return file;
-}

@@ -2,7 +2,7 @@ import { create as contentDisposition } from 'content-disposition';
 import { INLINE_KINDS } from '../policy/media-types.js';
 import type { Services } from '../../services.js';
 import type { MediaRecord, VariantRecord } from './media.record.js';
-import { objectKeys } from '../../storage/index.js';
+import { variantKey } from '../../storage/index.js';
 
 export const contentPath = (id: string) => `/media/${id}/content`;
 export const variantPath = (id: string, name: string) => `/media/${id}/variants/${name}`;
@@ -33,5 +33,5 @@ export async function signedUrl(services: Services, media: MediaRecord, path: st
 
 export async function variantUrl(services: Services, media: MediaRecord, v: VariantRecord): Promise<string> {
   const path = variantPath(media.id, v.name);
-  return (await signedUrl(services, media, path, objectKeys.variant(media.tenantId, media.id, v.name), v)) ?? `${services.urls.base()}${path}`;
+  return (await signedUrl(services, media, path, variantKey(media, v), v)) ?? `${services.urls.base()}${path}`;
 }

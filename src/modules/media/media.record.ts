@@ -7,6 +7,12 @@ export interface VariantRecord {
   height: number;
   size: number;
   mediaType: string;
+  /**
+   * Storage key of the variant's object, recorded once key rotation moved it
+   * (`{tenant}/{id}/{name}-{kid}`); absent: the key derived from the name
+   * (`variantKey` in storage.ts resolves both).
+   */
+  key?: string;
 }
 
 /** A media row as the service hands it around (tenant-checked, not deleted). */

@@ -1,7 +1,8 @@
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
-import { objectKeys } from '../../storage/index.js';
+import { objectKeys, variantKey } from '../../storage/index.js';
+import type { VariantRecord } from '../media/media.record.js';
 import type { MediaService } from '../media/media.service.js';
 import { purgeAsset } from '../assets/asset.service.js';
 
@@ -12,6 +13,8 @@ export interface SweepReport {
   deletedAssetsPurged: number;
   /** Objects of live assets that their row no longer points at (replaced files an update could not delete). */
   staleAssetObjectsDeleted: number;
+  /** Objects of live media that their row no longer points at (copies and originals an interrupted key rotation left). */
+  staleMediaObjectsDeleted: number;
   /** Expired, never-completed or finished direct upload tickets removed. */
   directUploadsRemoved: number;
   /** Object groups ({tenant}/{id}/) with no row, deleted. */
@@ -36,7 +39,7 @@ export class SweepService {
   /** `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). */
   async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
     const { prisma } = this.deps;
-    const report: SweepReport = { deletedMediaPurged: 0, deletedAssetsPurged: 0, staleAssetObjectsDeleted: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
+    const report: SweepReport = { deletedMediaPurged: 0, deletedAssetsPurged: 0, staleAssetObjectsDeleted: 0, staleMediaObjectsDeleted: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
     const cutoff = new Date(Date.now() - options.graceSeconds * 1000);
     const tenant = options.tenant ?? null;
     // A session-level advisory lock needs one connection for lock and unlock: hold it in a transaction.
@@ -92,9 +95,17 @@ export class SweepService {
    * Groups objects by {tenant}/{id}/ and deletes groups older than the cutoff that
    * no media, direct upload or asset (live, or deleted but not purged yet) row
    * claims. In the groups of live assets, deletes the old objects the row no
-   * longer points at (files replaced by an update whose clean-up failed).
+   * longer points at (files replaced by an update whose clean-up failed). Likewise
+   * in the groups of live media (storage_key and each variant's key): what an
+   * interrupted key rotation left, the new copies before its row update or the old
+   * objects after it. Media groups that a direct upload ticket or an asset of the
+   * same id also claims (tickets completed before migration 20261210000000) keep
+   * every object: those rules are the ticket's and the asset's.
    */
-  private async sweepOrphanObjects(cutoff: Date, tenant: string | null): Promise<{ orphanGroupsDeleted: number; staleAssetObjectsDeleted: number }> {
+  private async sweepOrphanObjects(
+    cutoff: Date,
+    tenant: string | null,
+  ): Promise<{ orphanGroupsDeleted: number; staleAssetObjectsDeleted: number; staleMediaObjectsDeleted: number }> {
     const groups = new Map<string, { tenant: string; id: string; newest: number; objects: { key: string; time: number }[] }>();
     for (const o of await this.deps.storage.list(tenant ? `${tenant}/` : '')) {
       const m = KEY_RE.exec(o.key);
@@ -111,17 +122,27 @@ export class SweepService {
     const old = [...groups.values()].filter((g) => g.objects.some((o) => o.time < cutoff.getTime()));
     let orphanGroupsDeleted = 0;
     let staleAssetObjectsDeleted = 0;
+    let staleMediaObjectsDeleted = 0;
     for (let i = 0; i < old.length; i += 1000) {
       const batch = old.slice(i, i + 1000);
-      const claimed = await this.deps.prisma.$queryRaw<{ tenant_id: string; id: string; asset_keys: string[] | null }[]>`
+      const claimed = await this.deps.prisma.$queryRaw<
+        { tenant_id: string; id: string; asset_keys: string[] | null; media_key: string | null; media_variants: VariantRecord[] | string | null }[]
+      >`
         SELECT k.tenant_id, k.id::text AS id,
                (SELECT array_append(ARRAY(SELECT v->>'key' FROM jsonb_array_elements(a.variants) v), a.storage_key)
-                  FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND a.deleted_at IS NULL) AS asset_keys
+                  FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND a.deleted_at IS NULL) AS asset_keys,
+               lm.storage_key AS media_key, lm.variants AS media_variants
         FROM unnest(${batch.map((g) => g.tenant)}::text[], ${batch.map((g) => g.id)}::uuid[]) AS k(tenant_id, id)
+        LEFT JOIN LATERAL (
+          SELECT m.storage_key, m.variants FROM media m
+          WHERE m.tenant_id = k.tenant_id AND m.id = k.id AND m.deleted_at IS NULL
+            AND NOT EXISTS (SELECT 1 FROM direct_upload d WHERE d.tenant_id = k.tenant_id AND d.id = k.id)
+            AND NOT EXISTS (SELECT 1 FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id)
+        ) lm ON true
         WHERE EXISTS (SELECT 1 FROM media m WHERE m.tenant_id = k.tenant_id AND m.id = k.id)
            OR EXISTS (SELECT 1 FROM direct_upload d WHERE d.tenant_id = k.tenant_id AND d.id = k.id)
            OR EXISTS (SELECT 1 FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND (a.deleted_at IS NULL OR a.storage_key IS NOT NULL))`;
-      const keep = new Map(claimed.map((c) => [`${c.tenant_id}/${c.id}`, c.asset_keys]));
+      const keep = new Map(claimed.map((c) => [`${c.tenant_id}/${c.id}`, c]));
       for (const g of batch) {
         const name = `${g.tenant}/${g.id}`;
         if (!keep.has(name)) {
@@ -131,17 +152,28 @@ export class SweepService {
           orphanGroupsDeleted++;
           continue;
         }
-        const assetKeys = keep.get(name);
-        if (!assetKeys) continue;
-        const live = new Set(assetKeys);
-        for (const o of g.objects) {
-          if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
-          await this.deps.storage.delete(o.key);
-          this.deps.logger.info({ tenant: g.tenant, assetId: g.id, key: o.key }, 'sweep: deleted a replaced asset object');
-          staleAssetObjectsDeleted++;
+        const row = keep.get(name)!;
+        if (row.asset_keys) {
+          const live = new Set(row.asset_keys);
+          for (const o of g.objects) {
+            if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
+            await this.deps.storage.delete(o.key);
+            this.deps.logger.info({ tenant: g.tenant, assetId: g.id, key: o.key }, 'sweep: deleted a replaced asset object');
+            staleAssetObjectsDeleted++;
+          }
+        } else if (row.media_key) {
+          const variants: VariantRecord[] = typeof row.media_variants === 'string' ? (JSON.parse(row.media_variants) as VariantRecord[]) : (row.media_variants ?? []);
+          const media = { tenantId: g.tenant, id: g.id };
+          const live = new Set([row.media_key, ...variants.map((v) => variantKey(media, v))]);
+          for (const o of g.objects) {
+            if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
+            await this.deps.storage.delete(o.key);
+            this.deps.logger.info({ tenant: g.tenant, mediaId: g.id, key: o.key }, 'sweep: deleted an object its media no longer points at');
+            staleMediaObjectsDeleted++;
+          }
         }
       }
     }
-    return { orphanGroupsDeleted, staleAssetObjectsDeleted };
+    return { orphanGroupsDeleted, staleAssetObjectsDeleted, staleMediaObjectsDeleted };
   }
 }
