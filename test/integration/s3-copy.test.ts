@@ -29,7 +29,8 @@ function counted(s: S3Storage): Map<string, number> {
 
 describe(`S3 copy (${S3_STORE})`, () => {
   // s3rver has no UploadPartCopy (501).
-  it.skipIf(S3_STORE === 's3rver')('copies an object larger than one CopyObject may be part by part (UploadPartCopy), byte-identical', async () => {
+  // s3rver implements no UploadPartCopy: the multipart copy cases run on RGW only (npm run test:rgw).
+  if (S3_STORE !== 's3rver') it('copies an object larger than one CopyObject may be part by part (UploadPartCopy), byte-identical', async () => {
     // Threshold and part size lowered so that 12 MiB takes the path of objects over 5 GiB.
     const s3 = new S3Storage(testS3Options({ maxCopyObjectSize: 5 * MiB, copyPartSize: 5 * MiB }));
     const counts = counted(s3);
@@ -66,7 +67,7 @@ describe(`S3 copy (${S3_STORE})`, () => {
     await s3.deletePrefix(from.replace(/src$/, ''));
   });
 
-  it.skipIf(S3_STORE === 's3rver')('a large SSE-C copy goes part by part with the same key headers, or is refused clearly', async () => {
+  if (S3_STORE !== 's3rver') it('a large SSE-C copy goes part by part with the same key headers, or is refused clearly', async () => {
     const s3 = new S3Storage(testS3Options({ maxCopyObjectSize: 5 * MiB, copyPartSize: 5 * MiB }));
     const [oldKey, newKey] = [randomBytes(32), randomBytes(32)];
     const from = `copytest/${randomBytes(6).toString('hex')}/src`;
