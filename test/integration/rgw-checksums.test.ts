@@ -129,7 +129,7 @@ describe.each(['WHEN_REQUIRED', 'WHEN_SUPPORTED'] as const)('S3 driver on Ceph R
     expect([...u.searchParams.keys()].filter((p) => p.toLowerCase().startsWith('x-amz-checksum'))).toEqual([]);
 
     const tampered = Buffer.from(data);
-    tampered[1000] ^= 0xff;
+    tampered[1000] = tampered[1000]! ^ 0xff;
     const bad = await fetch(url, { method: 'PUT', headers: { 'Content-Type': 'application/pdf', 'Content-MD5': contentMd5 }, body: tampered });
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain('BadDigest');
