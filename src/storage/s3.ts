@@ -275,7 +275,7 @@ export class S3Storage implements Storage {
    * progress, however long ago it started. A store that does not implement the
    * listing (s3rver answers NotImplemented) has nothing this can do: 0.
    */
-  async abortStaleMultipartUploads(olderThan: Date, prefix?: string): Promise<number> {
+  async abortStaleMultipartUploads(olderThan: Date, prefix?: string, o: { pageSize?: number } = {}): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -283,7 +283,7 @@ export class S3Storage implements Storage {
       let out;
       try {
         out = await this.client.send(
-          new ListMultipartUploadsCommand({ Bucket: this.bucket, ...(prefix ? { Prefix: prefix } : {}), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: 1000 }),
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, ...(prefix ? { Prefix: prefix } : {}), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: o.pageSize ?? 1000 }),
         );
       } catch (e) {
         if (page === 0 && isNotImplemented(e)) return 0;

@@ -8,7 +8,16 @@
 // refused left an object or a row. The test has a bucket of its own, so "empty" is
 // about the whole bucket, and one tenant, so the sweep touches nothing of other tests.
 // Runs in the rgw project only (npm run test:rgw).
-import { CreateBucketCommand, DeleteBucketCommand, ListMultipartUploadsCommand, S3Client, type MultipartUpload } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  ListMultipartUploadsCommand,
+  S3Client,
+  UploadPartCommand,
+  type MultipartUpload,
+} from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -82,7 +91,7 @@ afterAll(async () => {
   await app?.close();
   if (raw) {
     // Leave the cluster as found: whatever is still in the bucket, then the bucket.
-    for (const u of await uploadsOnBucket().catch(() => [])) await raw.send(new (await import('@aws-sdk/client-s3')).AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => undefined);
+    for (const u of await uploadsOnBucket().catch(() => [])) await raw.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => undefined);
     const s = new S3Storage(testS3Options({ bucket }));
     await s.deletePrefix('').catch(() => undefined);
     await raw.send(new DeleteBucketCommand({ Bucket: bucket })).catch(() => undefined);
@@ -200,6 +209,28 @@ describe('multipart uploads on Ceph RGW: none left behind', () => {
     expect(log.slice(0, abortAt).filter((l) => l === 'UploadPart:end')).toHaveLength(2);
     expect(await uploadsOnBucket(key)).toEqual([]);
     expect(await s.head(key)).toBeNull();
+  });
+
+  it('the driver\'s stale-upload sweep pages through the listing, and leaves an upload that received a part since the cutoff', async () => {
+    const s = new S3Storage(testS3Options({ bucket }));
+    const prefix = `paging-${randomBytes(4).toString('hex')}/`;
+    const create = async (name: string) => (await raw.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${prefix}${name}` }))).UploadId!;
+    const stale: string[] = [];
+    for (const name of ['a', 'b', 'b', 'c', 'd']) stale.push(await create(name)); // two uploads of one key: UploadIdMarker matters
+    const busy = await create('busy');
+    await new Promise((r) => setTimeout(r, 1500));
+    const cutoff = new Date();
+    await new Promise((r) => setTimeout(r, 1500));
+    await raw.send(new UploadPartCommand({ Bucket: bucket, Key: `${prefix}busy`, UploadId: busy, PartNumber: 1, Body: randomBytes(1024), ContentLength: 1024 }));
+    const later = await create('later');
+    try {
+      // Pages of 2: the 7 uploads take 4 pages.
+      expect(await s.abortStaleMultipartUploads(cutoff, prefix, { pageSize: 2 })).toBe(stale.length);
+      expect((await uploadsOnBucket(prefix)).map((u) => u.UploadId).sort()).toEqual([busy, later].sort());
+    } finally {
+      for (const [key, id] of [['busy', busy], ['later', later]] as const) await raw.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: `${prefix}${key}`, UploadId: id }));
+    }
+    expect(await uploadsOnBucket(prefix)).toEqual([]);
   });
 
   it('a service process killed while a big upload streams leaves a multipart upload; one sweep (grace 0) aborts every leftover', async () => {
