@@ -18,7 +18,8 @@ export function directUploadRoutes(services: Services): Router {
       req.on('error', () => undefined);
       const length = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
       try {
-        await services.directUploads.receive(String(req.params['signedId']), req.headers['content-type'], length, req);
+        const md5 = req.headers['content-md5'];
+        await services.directUploads.receive(String(req.params['signedId']), req.headers['content-type'], length, req, typeof md5 === 'string' ? md5 : undefined);
       } catch (e) {
         if (!req.complete) {
           // Refused before the body ended (at once, or at the size limit): the

@@ -133,12 +133,16 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
               new CreateMultipartUploadCommand({ ...params, ...(checksums && !params.ChecksumAlgorithm ? { ChecksumAlgorithm: ChecksumAlgorithm.CRC32 } : {}) }),
             );
             uploadId = created.UploadId;
+            if (!uploadId) throw new Error(`CreateMultipartUpload for ${params.Key} answered no UploadId`);
           }
+          // The body may have failed while a request was in flight: send no part for it.
+          if (body.errored) throw body.errored;
           if (++partNumber >= MAX_PARTS) throw new Error(`${params.Key} needs more than ${MAX_PARTS} parts of ${partSize} bytes`);
           dispatch(current!, fill, partNumber);
           current = undefined;
-          while (inFlight.size >= o.queueSize && !failure) await Promise.race(inFlight);
+          while (inFlight.size >= o.queueSize && !failure && !body.errored) await Promise.race(inFlight);
           if (failure) throw failure.error;
+          if (body.errored) throw body.errored;
           current = pool.take();
           fill = 0;
         }
@@ -166,7 +170,8 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
     await client.send(new CompleteMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...sseCustomer(params) }));
     return size;
   } catch (e) {
-    // Parts still in flight finish first, or they could outlive the abort.
+    // Parts still in flight finish first, or they could outlive the abort (S3 may
+    // keep a part that completes after its upload was aborted).
     while (inFlight.size > 0) await Promise.race(inFlight);
     if (uploadId !== undefined) {
       await client.send(new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId })).catch(() => undefined);

@@ -8,7 +8,9 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -56,8 +58,15 @@ export interface S3StorageOptions {
 
 /** S3's limit for one CopyObject (and one PutObject). */
 export const MAX_COPY_OBJECT_SIZE = 5 * 1024 * 1024 * 1024;
+/** Bounds of one stale multipart sweep: pages of ListMultipartUploads (1000 each), and of ListParts per upload. */
+const MAX_UPLOAD_PAGES = 100;
+const MAX_PART_PAGES = 10;
 
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
+
+function isNotImplemented(e: unknown): boolean {
+  return e instanceof S3ServiceException && (e.name === 'NotImplemented' || e.$metadata?.httpStatusCode === 501);
+}
 
 function isNotFound(e: unknown): boolean {
   if (e instanceof S3ServiceException) return NOT_FOUND_NAMES.has(e.name) || e.$metadata?.httpStatusCode === 404;
@@ -113,6 +122,12 @@ class Counter extends Transform {
 export class S3Storage implements Storage {
   readonly driver = 's3' as const;
   readonly client: S3Client;
+  /**
+   * Signs presigned URLs. Always 'WHEN_REQUIRED': a client with the SDK's default
+   * checksums puts `x-amz-checksum-crc32=AAAAAA==` (the CRC32 of an empty body) in
+   * a presigned PUT, which AWS S3 refuses for any non-empty body.
+   */
+  private readonly presigner: S3Client;
   readonly bucket: string;
   private readonly queueSize: number;
   private readonly signPayload: boolean;
@@ -133,14 +148,14 @@ export class S3Storage implements Storage {
     this.signPayload = o.signPayload ?? (o.endpoint !== undefined && o.endpoint.startsWith('http:'));
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
     this.checksums = checksums === 'WHEN_SUPPORTED';
-    this.client = new S3Client({
+    const common = {
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
       forcePathStyle: o.forcePathStyle ?? false,
-      requestChecksumCalculation: checksums,
-      responseChecksumValidation: checksums,
       ...(o.credentials ? { credentials: o.credentials } : {}),
-    });
+    };
+    this.client = new S3Client({ ...common, requestChecksumCalculation: checksums, responseChecksumValidation: checksums });
+    this.presigner = checksums === 'WHEN_REQUIRED' ? this.client : new S3Client({ ...common, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
@@ -361,6 +376,66 @@ export class S3Storage implements Storage {
     return out;
   }
 
+  /**
+   * ListMultipartUploads, page by page (KeyMarker + UploadIdMarker, at most
+   * MAX_UPLOAD_PAGES pages), and aborts every upload initiated before `olderThan`
+   * whose newest part is older too: an upload that still receives parts is in
+   * progress, however long ago it started. A store that does not implement the
+   * listing (s3rver answers NotImplemented) has nothing this can do: 0.
+   */
+  async abortStaleMultipartUploads(olderThan: Date, prefix?: string, o: { pageSize?: number } = {}): Promise<number> {
+    let aborted = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < MAX_UPLOAD_PAGES; page++) {
+      let out;
+      try {
+        out = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, ...(prefix ? { Prefix: prefix } : {}), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: o.pageSize ?? 1000 }),
+        );
+      } catch (e) {
+        if (page === 0 && isNotImplemented(e)) return 0;
+        throw mapS3Error(e, prefix ?? this.bucket);
+      }
+      for (const u of out.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() >= olderThan.getTime()) continue;
+        if ((await this.newestPartTime(u.Key, u.UploadId)) >= olderThan.getTime()) continue;
+        try {
+          await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));
+          aborted++;
+        } catch (e) {
+          // Completed or aborted meanwhile: nothing left to do.
+          if (!(e instanceof S3ServiceException && (e.name === 'NoSuchUpload' || e.$metadata?.httpStatusCode === 404))) throw mapS3Error(e, u.Key);
+        }
+      }
+      if (!out.IsTruncated) break;
+      // A store that answers a truncated page without markers would loop forever: stop.
+      if (!out.NextKeyMarker && !out.NextUploadIdMarker) break;
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+    return aborted;
+  }
+
+  /** When the upload last received a part (ms since the epoch; 0 when it has none, or it is gone). */
+  private async newestPartTime(key: string, uploadId: string): Promise<number> {
+    let newest = 0;
+    let marker: string | undefined;
+    for (let page = 0; page < MAX_PART_PAGES; page++) {
+      let out;
+      try {
+        out = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, MaxParts: 1000, PartNumberMarker: marker }));
+      } catch (e) {
+        if (e instanceof S3ServiceException && (e.name === 'NoSuchUpload' || e.$metadata?.httpStatusCode === 404)) return 0;
+        throw mapS3Error(e, key);
+      }
+      for (const p of out.Parts ?? []) newest = Math.max(newest, p.LastModified?.getTime() ?? 0);
+      if (!out.IsTruncated || !out.NextPartNumberMarker) break;
+      marker = out.NextPartNumberMarker;
+    }
+    return newest;
+  }
+
   async check(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
@@ -386,7 +461,7 @@ export class S3Storage implements Storage {
 
   presignGet(key: string, o: PresignGetOptions): Promise<string> {
     return getSignedUrl(
-      this.client,
+      this.presigner,
       new GetObjectCommand({
         Bucket: this.bucket,
         Key: key,
@@ -397,9 +472,15 @@ export class S3Storage implements Storage {
     );
   }
 
+  /**
+   * Signed with the WHEN_REQUIRED client (no x-amz-checksum-* parameter). With
+   * `contentMd5` the Content-MD5 header is a signed header (never hoisted into the
+   * query): the PUT must carry exactly that value, and the store refuses a body
+   * whose MD5 differs (400 BadDigest).
+   */
   presignPut(key: string, o: PresignPutOptions): Promise<string> {
     return getSignedUrl(
-      this.client,
+      this.presigner,
       new PutObjectCommand({
         Bucket: this.bucket,
         Key: key,

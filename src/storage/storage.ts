@@ -105,6 +105,13 @@ export interface Storage {
   list(prefix: string): Promise<ListedObject[]>;
   /** Removes leftovers of interrupted writes older than the date; returns how many (local disk). */
   sweepTemporary?(olderThan: Date): Promise<number>;
+  /**
+   * Aborts multipart uploads (of keys starting with `prefix`, when given) that were
+   * started before the date and received no part since: what a crashed process or a
+   * failed abort left behind (the store keeps their parts, and bills them, until
+   * then). Returns how many were aborted (S3 only; 0 where the store cannot list them).
+   */
+  abortStaleMultipartUploads?(olderThan: Date, prefix?: string): Promise<number>;
   /** Throws when the backend cannot be reached (readiness). */
   check(): Promise<void>;
   /** A URL that GETs the object without credentials until it expires (S3 only). */

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { finished, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
@@ -78,6 +78,8 @@ interface ClaimedRow {
 }
 
 const SHA256_B64 = /^[A-Za-z0-9+/]{43}=$/;
+/** Base64 of 16 bytes: 22 characters, the last one carrying 2 bits (A, Q, g or w), then "==". */
+const MD5_B64 = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 /**
  * How long a completion holds its claim. Only the holder of the claim can finish
  * the ticket (a conditional update in the transaction that writes the media), so a
@@ -115,7 +117,7 @@ export const directUploadPath = (signedId: string) => `/direct-uploads/${encodeU
 export class DirectUploadService {
   constructor(private readonly deps: DirectUploadDeps) {}
 
-  async create(tenant: string, input: { filename: string; contentType: string; byteSize: number; checksum: string }): Promise<DirectUploadTicket> {
+  async create(tenant: string, input: { filename: string; contentType: string; byteSize: number; checksum: string; contentMd5?: string | null }): Promise<DirectUploadTicket> {
     const filename = sanitiseFileName(input.filename);
     const contentType = normaliseMime(input.contentType) ?? '';
     if (!SUPPORTED_TYPES.has(contentType)) throw errors.unsupportedType(`Content type "${input.contentType}" is not supported`);
@@ -123,6 +125,10 @@ export class DirectUploadService {
     const limit = this.deps.policies.kindLimit(contentType);
     if (input.byteSize > limit) throw errors.tooLarge(limit);
     if (!SHA256_B64.test(input.checksum)) throw errors.badInput('input.checksum', 'checksum must be the base64 SHA-256 of the content (44 characters)');
+    const contentMd5 = input.contentMd5 ?? undefined;
+    if (contentMd5 !== undefined && !MD5_B64.test(contentMd5)) {
+      throw errors.badInput('input.contentMd5', 'contentMd5 must be the base64 MD5 of the content (24 characters, 16 bytes)');
+    }
 
     const id = randomUUID();
     const key = ticketKeys.staging(tenant, id);
@@ -146,9 +152,10 @@ export class DirectUploadService {
         SELECT min(expires_at) AS at FROM direct_upload WHERE tenant_id = ${tenant} AND completed_at IS NULL AND expires_at > now()`;
       throw tooManyTickets(cap, soonest?.at ? Math.max(1, Math.ceil((soonest.at.getTime() - Date.now()) / 1000)) : 1);
     }
-    const signedId = this.deps.signedIds.sign({ id, tenant, exp: Math.floor(expiresAt.getTime() / 1000) });
+    // The MD5 rides in the signed id (tamper-proof): the service's own endpoint checks it there.
+    const signedId = this.deps.signedIds.sign({ id, tenant, exp: Math.floor(expiresAt.getTime() / 1000), ...(contentMd5 ? { md5: contentMd5 } : {}) });
     const url = this.deps.storage.presignPut
-      ? await this.deps.storage.presignPut(key, { expiresIn: this.deps.ttlSeconds, contentType, size: input.byteSize })
+      ? await this.deps.storage.presignPut(key, { expiresIn: this.deps.ttlSeconds, contentType, size: input.byteSize, ...(contentMd5 ? { contentMd5 } : {}) })
       : `${this.deps.baseUrl()}${directUploadPath(signedId)}`;
     return {
       signedId,
@@ -159,7 +166,12 @@ export class DirectUploadService {
       checksum: input.checksum,
       serviceName: this.deps.storage.driver,
       url,
-      headers: { contentType, contentMd5: null, contentDisposition: null, all: { 'Content-Type': contentType } },
+      headers: {
+        contentType,
+        contentMd5: contentMd5 ?? null,
+        contentDisposition: null,
+        all: { 'Content-Type': contentType, ...(contentMd5 ? { 'Content-MD5': contentMd5 } : {}) },
+      },
       expiresAt,
     };
   }
@@ -181,8 +193,12 @@ export class DirectUploadService {
    * conditional update points the ticket at it, unless a completion claimed the
    * ticket meanwhile (then the bytes are dropped and the answer is CONFLICT): a PUT
    * is answered 200 exactly when its bytes are the ones a later completion sees.
+   * Like S3 with a signed Content-MD5: a ticket with an MD5 needs the PUT to carry
+   * it, and a body whose MD5 differs (computed while it streams) is refused with
+   * BAD_USER_INPUT before its object appears; a Content-MD5 sent without one in the
+   * ticket is checked the same way.
    */
-  async receive(signedId: string, contentType: string | undefined, contentLength: number | undefined, body: Readable): Promise<void> {
+  async receive(signedId: string, contentType: string | undefined, contentLength: number | undefined, body: Readable, contentMd5?: string): Promise<void> {
     const check = this.deps.signedIds.verify(signedId);
     if (!check.ok) throw errors.forbiddenMessage(check.reason === 'expired' ? 'The upload URL has expired' : 'Invalid upload URL');
     const { id, tenant } = check.payload;
@@ -192,10 +208,13 @@ export class DirectUploadService {
     const declared = Number(row.byteSize);
     if (normaliseMime(contentType) !== row.contentType) throw errors.badInput('Content-Type', `Content-Type must be ${row.contentType}`);
     if (contentLength !== undefined && contentLength !== declared) throw errors.badInput('Content-Length', `Content-Length must be ${declared}`);
+    const md5 = check.payload.md5;
+    if (md5 !== undefined && contentMd5 !== md5) throw errors.badInput('Content-MD5', `Content-MD5 must be ${md5}, as declared for this direct upload`);
+    if (contentMd5 !== undefined && !MD5_B64.test(contentMd5)) throw errors.badInput('Content-MD5', 'Content-MD5 must be the base64 MD5 of the body (24 characters)');
 
     const key = ticketKeys.received(tenant, id);
     const { storage, prisma } = this.deps;
-    const limited = new BodyLimit(body, declared);
+    const limited = new BodyLimit(body, declared, md5 ?? contentMd5);
     const short = () => errors.badInput('body', `Expected ${declared} bytes, received ${limited.received}`);
     try {
       const stored = await storage.put(key, limited, { contentType: row.contentType, size: declared });
@@ -415,12 +434,16 @@ function tooManyTickets(limit: number, retryAfterSeconds: number): AppError {
 /**
  * Passes at most `max` bytes of the request body; one more fails the stream (the
  * PUT was larger than declared), and so does the client going away before the end.
+ * With `md5`, a complete body whose MD5 differs fails at its end, so the storage
+ * write fails and nothing is stored.
  */
 class BodyLimit extends Transform {
   received = 0;
+  private readonly hash: Hash | undefined;
 
-  constructor(source: Readable, private readonly max: number) {
+  constructor(source: Readable, private readonly max: number, private readonly md5?: string) {
     super();
+    this.hash = md5 !== undefined ? createHash('md5') : undefined;
     // From birth: Storage.put reports the error as its rejection, but it may not be
     // listening yet (it awaits a mkdir or a connection first); without this listener
     // that error would be an unhandled 'error' event and end the process.
@@ -434,7 +457,16 @@ class BodyLimit extends Transform {
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
     this.received += chunk.length;
     if (this.received > this.max) return cb(errors.badInput('body', `Body is larger than the declared ${this.max} bytes`));
+    this.hash?.update(chunk);
     cb(null, chunk);
+  }
+
+  override _flush(cb: (err?: Error | null) => void): void {
+    // A short body is refused by its length (the caller's check); only a whole one is compared.
+    if (this.hash && this.received === this.max && this.hash.digest('base64') !== this.md5) {
+      return cb(errors.badInput('Content-MD5', 'The body does not match its Content-MD5 (BadDigest); nothing was stored'));
+    }
+    cb();
   }
 }
 

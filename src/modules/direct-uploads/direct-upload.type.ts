@@ -62,4 +62,10 @@ export class DirectUploadInput {
 
   @Field(() => String, { description: 'Base64 of the SHA-256 of the content.' })
   checksum!: string;
+
+  @Field(() => String, {
+    nullable: true,
+    description: 'Base64 of the MD5 of the content (24 characters), optional. When given, the PUT must carry it as Content-MD5 (headers.contentMd5) and the store refuses bytes that do not match it.',
+  })
+  contentMd5?: string | null;
 }

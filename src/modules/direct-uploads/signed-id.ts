@@ -6,6 +6,8 @@ export interface SignedIdPayload {
   tenant: string;
   /** Expiry, seconds since the epoch. */
   exp: number;
+  /** Base64 MD5 the PUT must match, when the client declared one. */
+  md5?: string;
 }
 
 export type SignedIdCheck = { ok: true; payload: SignedIdPayload } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
@@ -23,7 +25,9 @@ export class SignedIds {
   }
 
   sign(payload: SignedIdPayload): string {
-    const body = Buffer.from(JSON.stringify([payload.id, payload.tenant, payload.exp])).toString('base64url');
+    const fields: unknown[] = [payload.id, payload.tenant, payload.exp];
+    if (payload.md5) fields.push(payload.md5);
+    const body = Buffer.from(JSON.stringify(fields)).toString('base64url');
     return `${body}.${this.mac(body)}`;
   }
 
@@ -39,10 +43,11 @@ export class SignedIds {
     } catch {
       return { ok: false, reason: 'malformed' };
     }
-    if (!Array.isArray(parsed) || parsed.length !== 3) return { ok: false, reason: 'malformed' };
-    const [id, tenant, exp] = parsed as [unknown, unknown, unknown];
+    if (!Array.isArray(parsed) || (parsed.length !== 3 && parsed.length !== 4)) return { ok: false, reason: 'malformed' };
+    const [id, tenant, exp, md5] = parsed as [unknown, unknown, unknown, unknown];
     if (typeof id !== 'string' || typeof tenant !== 'string' || typeof exp !== 'number') return { ok: false, reason: 'malformed' };
+    if (md5 !== undefined && typeof md5 !== 'string') return { ok: false, reason: 'malformed' };
     if (exp * 1000 <= now) return { ok: false, reason: 'expired' };
-    return { ok: true, payload: { id, tenant, exp } };
+    return { ok: true, payload: { id, tenant, exp, ...(md5 !== undefined ? { md5 } : {}) } };
   }
 }

@@ -21,6 +21,8 @@ export interface SweepReport {
   orphanGroupsDeleted: number;
   /** Temporary files of interrupted writes removed (local disk). */
   temporaryRemoved: number;
+  /** Multipart uploads that a crash or a failed abort left in the store, aborted (S3). */
+  multipartUploadsAborted: number;
 }
 
 const KEY_RE = /^([a-z][a-z0-9]{2,15})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
@@ -39,7 +41,7 @@ export class SweepService {
   /** `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). */
   async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
     const { prisma } = this.deps;
-    const report: SweepReport = { deletedMediaPurged: 0, deletedAssetsPurged: 0, staleAssetObjectsDeleted: 0, staleMediaObjectsDeleted: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0 };
+    const report: SweepReport = { deletedMediaPurged: 0, deletedAssetsPurged: 0, staleAssetObjectsDeleted: 0, staleMediaObjectsDeleted: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0, temporaryRemoved: 0, multipartUploadsAborted: 0 };
     const cutoff = new Date(Date.now() - options.graceSeconds * 1000);
     const tenant = options.tenant ?? null;
     // A session-level advisory lock needs one connection for lock and unlock: hold it in a transaction.
@@ -85,6 +87,11 @@ export class SweepService {
 
         Object.assign(report, await this.sweepOrphanObjects(cutoff, tenant));
         if (!tenant) report.temporaryRemoved = (await this.deps.storage.sweepTemporary?.(cutoff)) ?? 0;
+        // Every multipart upload is a write of the service's own (keys are never the
+        // client's): one that started before the cutoff and received no part since is
+        // a leftover. With a tenant, only keys under {tenant}/.
+        report.multipartUploadsAborted = (await this.deps.storage.abortStaleMultipartUploads?.(cutoff, tenant ? `${tenant}/` : undefined)) ?? 0;
+        if (report.multipartUploadsAborted > 0) this.deps.logger.info({ count: report.multipartUploadsAborted }, 'sweep: aborted stale multipart uploads');
         return report;
       },
       { timeout: 10 * 60_000, maxWait: 10_000 },
