@@ -38,6 +38,14 @@ export interface S3StorageOptions {
    */
   signPayload?: boolean;
   credentials?: { accessKeyId: string; secretAccessKey: string };
+  /**
+   * Milliseconds a request other than an upload or a copy may wait for the store's answer
+   * (its status line; a body then streams for as long as it takes), retries
+   * included; then it fails with STORAGE_UNAVAILABLE. Default 10 s. Without it a
+   * store that accepts connections and never answers holds reads (and /readyz)
+   * forever: the SDK sets no timeout of its own.
+   */
+  responseTimeoutMs?: number;
 }
 
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
@@ -83,6 +91,7 @@ export class S3Storage implements Storage {
   private readonly parts: PartBuffers;
   /** Request checksums on (WHEN_SUPPORTED): bodies must be buffers, never aws-chunked streams. */
   private readonly checksums: boolean;
+  private readonly responseTimeoutMs: number;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -93,6 +102,7 @@ export class S3Storage implements Storage {
     this.signPayload = o.signPayload ?? (o.endpoint !== undefined && o.endpoint.startsWith('http:'));
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
     this.checksums = checksums === 'WHEN_SUPPORTED';
+    this.responseTimeoutMs = o.responseTimeoutMs ?? 10_000;
     this.client = new S3Client({
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -101,6 +111,21 @@ export class S3Storage implements Storage {
       responseChecksumValidation: checksums,
       ...(o.credentials ? { credentials: o.credentials } : {}),
     });
+  }
+
+  /**
+   * Runs one SDK call with an abort signal that fires when the store has not
+   * answered within responseTimeoutMs. The timer stops once the call resolves, so
+   * a body that streams afterwards is never cut.
+   */
+  private async answered<T>(call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error(`the S3 store did not answer within ${this.responseTimeoutMs} ms`)), this.responseTimeoutMs);
+    try {
+      return await call(abort.signal);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
@@ -172,8 +197,11 @@ export class S3Storage implements Storage {
 
   async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {
     try {
-      const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
+      const out = await this.answered((abortSignal) =>
+        this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
+          { abortSignal },
+        ),
       );
       const body = out.Body;
       if (!body) throw errors.notFound('Object', key);
@@ -186,7 +214,7 @@ export class S3Storage implements Storage {
 
   async head(key: string): Promise<ObjectInfo | null> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      const out = await this.answered((abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
       return { size: Number(out.ContentLength ?? 0) };
     } catch (e) {
       if (isNotFound(e)) return null;
@@ -200,6 +228,7 @@ export class S3Storage implements Storage {
    */
   async copy(from: string, to: string): Promise<void> {
     try {
+      // No response timeout: the store answers a copy of up to 5 GiB only when it is done.
       await this.client.send(
         new CopyObjectCommand({ Bucket: this.bucket, Key: to, CopySource: `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}` }),
       );
@@ -210,7 +239,7 @@ export class S3Storage implements Storage {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.answered((abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
     } catch (e) {
       if (isNotFound(e)) return;
       throw mapS3Error(e, key);
@@ -222,8 +251,11 @@ export class S3Storage implements Storage {
       const batch = await this.list(prefix, 1000);
       if (batch.length === 0) return;
       try {
-        await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((o) => ({ Key: o.key })), Quiet: true } }),
+        await this.answered((abortSignal) =>
+          this.client.send(
+            new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((o) => ({ Key: o.key })), Quiet: true } }),
+            { abortSignal },
+          ),
         );
       } catch (e) {
         throw mapS3Error(e, prefix);
@@ -237,8 +269,11 @@ export class S3Storage implements Storage {
     let token: string | undefined;
     try {
       do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: Math.min(1000, max - out.length) }),
+        const page = await this.answered((abortSignal) =>
+          this.client.send(
+            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: Math.min(1000, max - out.length) }),
+            { abortSignal },
+          ),
         );
         for (const o of page.Contents ?? []) {
           if (o.Key) out.push({ key: o.Key, size: Number(o.Size ?? 0), lastModified: o.LastModified ?? new Date(0) });
@@ -253,7 +288,7 @@ export class S3Storage implements Storage {
 
   async check(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.answered((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
     } catch (e) {
       throw mapS3Error(e, this.bucket);
     }
