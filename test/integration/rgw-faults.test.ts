@@ -243,6 +243,8 @@ describe('radosgw stopped while a large upload streams through the service', () 
     expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
   });
 
+  // The failed upload's abort could not reach the stopped gateway: only a sweep that
+  // aborts stale multipart uploads removes it (the sweep of 622a9c8 does not yet).
   it('after the outage and the sweep no incomplete multipart upload remains under the tenant prefix', async () => {
     const left = await incompleteUploads(`${tenant}/`);
     measured['incompleteUploadsAfterSweep'] = left.length;

@@ -201,6 +201,11 @@ describe('two instances sharing one database and one RGW', () => {
     expect(deletions).toHaveLength(1);
   });
 
+  // Public behaviour only (content-route reads), so it holds for any rotation that
+  // keeps old objects readable until the row moves. The rotation of 622a9c8 re-seals
+  // each object in place under the same storage key, with the row moved last: in
+  // SSE-C mode a read in between asks RGW with the old key and gets a 400, which the
+  // service answers 503 STORAGE_UNAVAILABLE (a few reads in every run fail).
   it('a key rotation on A while B serves continuous reads of encrypted media loses no read', async () => {
     const tenant = newTenant('tk');
     // Media sealed under the old key, by an instance that knew only that key.
