@@ -54,6 +54,14 @@ export interface S3StorageOptions {
   maxCopyObjectSize?: number;
   /** Part size of a multipart copy (default 512 MiB; at least 5 MiB). */
   copyPartSize?: number;
+  /**
+   * Milliseconds a request other than an upload or a copy may wait for the store's answer
+   * (its status line; a body then streams for as long as it takes), retries
+   * included; then it fails with STORAGE_UNAVAILABLE. Default 10 s. Without it a
+   * store that accepts connections and never answers holds reads (and /readyz)
+   * forever: the SDK sets no timeout of its own.
+   */
+  responseTimeoutMs?: number;
 }
 
 /** S3's limit for one CopyObject (and one PutObject). */
@@ -136,6 +144,7 @@ export class S3Storage implements Storage {
   private readonly checksums: boolean;
   private readonly maxCopyObjectSize: number;
   private readonly copyPartSize: number;
+  private readonly responseTimeoutMs: number;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -148,6 +157,7 @@ export class S3Storage implements Storage {
     this.signPayload = o.signPayload ?? (o.endpoint !== undefined && o.endpoint.startsWith('http:'));
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
     this.checksums = checksums === 'WHEN_SUPPORTED';
+    this.responseTimeoutMs = o.responseTimeoutMs ?? 10_000;
     const common = {
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -156,6 +166,21 @@ export class S3Storage implements Storage {
     };
     this.client = new S3Client({ ...common, requestChecksumCalculation: checksums, responseChecksumValidation: checksums });
     this.presigner = checksums === 'WHEN_REQUIRED' ? this.client : new S3Client({ ...common, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+  }
+
+  /**
+   * Runs one SDK call with an abort signal that fires when the store has not
+   * answered within responseTimeoutMs. The timer stops once the call resolves, so
+   * a body that streams afterwards is never cut.
+   */
+  private async answered<T>(call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new Error(`the S3 store did not answer within ${this.responseTimeoutMs} ms`)), this.responseTimeoutMs);
+    try {
+      return await call(abort.signal);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async put(key: string, body: Readable, options: PutOptions = {}): Promise<ObjectInfo> {
@@ -227,8 +252,11 @@ export class S3Storage implements Storage {
 
   async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {
     try {
-      const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
+      const out = await this.answered((abortSignal) =>
+        this.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
+          { abortSignal },
+        ),
       );
       const body = out.Body;
       if (!body) throw errors.notFound('Object', key);
@@ -256,7 +284,7 @@ export class S3Storage implements Storage {
   /** An SSE-C object needs its key (`options.sseKey`): RGW and AWS answer 400 to a HEAD without it. */
   async head(key: string, options: HeadOptions = {}): Promise<ObjectInfo | null> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...sseParams(options.sseKey) }));
+      const out = await this.answered((abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key, ...sseParams(options.sseKey) }), { abortSignal }));
       return { size: Number(out.ContentLength ?? 0) };
     } catch (e) {
       if (isNotFound(e)) return null;
@@ -278,6 +306,7 @@ export class S3Storage implements Storage {
     const metadata = options.contentType ? { MetadataDirective: 'REPLACE' as const, ContentType: options.contentType } : {};
     let multipart = false;
     try {
+      // No response timeout: the store answers a copy of up to 5 GiB only when it is done.
       // Only a copy that could be too large for one request needs the size; the
       // callers without SSE-C (direct uploads) copy what one PUT wrote (<= 5 GiB).
       let size = options.size;
@@ -335,7 +364,7 @@ export class S3Storage implements Storage {
 
   async delete(key: string): Promise<void> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.answered((abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
     } catch (e) {
       if (isNotFound(e)) return;
       throw mapS3Error(e, key);
@@ -347,8 +376,11 @@ export class S3Storage implements Storage {
       const batch = await this.list(prefix, 1000);
       if (batch.length === 0) return;
       try {
-        await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((o) => ({ Key: o.key })), Quiet: true } }),
+        await this.answered((abortSignal) =>
+          this.client.send(
+            new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((o) => ({ Key: o.key })), Quiet: true } }),
+            { abortSignal },
+          ),
         );
       } catch (e) {
         throw mapS3Error(e, prefix);
@@ -362,8 +394,11 @@ export class S3Storage implements Storage {
     let token: string | undefined;
     try {
       do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: Math.min(1000, max - out.length) }),
+        const page = await this.answered((abortSignal) =>
+          this.client.send(
+            new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: Math.min(1000, max - out.length) }),
+            { abortSignal },
+          ),
         );
         for (const o of page.Contents ?? []) {
           if (o.Key) out.push({ key: o.Key, size: Number(o.Size ?? 0), lastModified: o.LastModified ?? new Date(0) });
@@ -438,7 +473,7 @@ export class S3Storage implements Storage {
 
   async check(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.answered((abortSignal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal }));
     } catch (e) {
       throw mapS3Error(e, this.bucket);
     }
