@@ -182,6 +182,10 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     hideSchemaDetailsFromClientErrors: !config.introspection,
     allowBatchedHttpRequests: false,
     includeStacktraceInErrorResponses: false,
+    // src/main.ts handles SIGTERM/SIGINT (server, database pool, embedded PostgreSQL, in
+    // that order); Apollo's own handler would stop the server and re-raise the signal
+    // halfway through that.
+    stopOnTerminationSignals: false,
     // Tokens, expanded selections, depth, aliases, directives (src/graphql/query-limits.ts); the cost is a plugin.
     ...queryLimitOptions(),
     plugins: [

@@ -44,6 +44,11 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // Requests get the drain's grace period; a step that never ends must not keep the process alive.
+    setTimeout(() => {
+      logger.error({ signal }, 'shutdown did not finish within 30 s: exiting');
+      process.exit(1);
+    }, 30_000).unref();
     try {
       await app.stop();
       await db.close();

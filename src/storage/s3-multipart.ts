@@ -37,6 +37,13 @@ export interface MultipartOptions {
    * and one that ends short fails before the object is written (nothing stored).
    */
   expectedSize?: number;
+  /**
+   * Milliseconds one request of the upload (a part, its creation, the abort) may take,
+   * body included; a store that stops answering then fails the upload instead of
+   * holding it forever (the SDK sets no timeout). Completion gets five times as long:
+   * S3 may take minutes to assemble a large object. Default 60 s.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** The object's parameters apart from its body. */
@@ -86,6 +93,8 @@ function payloadHash(body: Buffer, sign: boolean): Promise<string> {
  */
 export async function uploadStream(client: S3Client, params: ObjectParams, body: Readable, pool: PartBuffers, o: MultipartOptions): Promise<number> {
   const partSize = pool.size;
+  const timeoutMs = o.requestTimeoutMs ?? 60_000;
+  const timed = (factor = 1) => ({ abortSignal: AbortSignal.timeout(timeoutMs * factor) });
   const checksums = (await client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED';
   const parts: CompletedPart[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -100,7 +109,7 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
     const data = buffer.subarray(0, length);
     const p = (async () => {
       const hash = await payloadHash(data, o.signPayload);
-      const out = await client.send(withPayloadHash(new UploadPartCommand({ ...partParams(params), UploadId: uploadId, PartNumber: n, Body: data, ContentLength: length }), hash));
+      const out = await client.send(withPayloadHash(new UploadPartCommand({ ...partParams(params), UploadId: uploadId, PartNumber: n, Body: data, ContentLength: length }), hash), timed());
       if (!out.ETag) throw new Error(`part ${n} of ${params.Key} came back without an ETag`);
       parts.push({
         PartNumber: n,
@@ -131,6 +140,7 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
           if (uploadId === undefined) {
             const created = await client.send(
               new CreateMultipartUploadCommand({ ...params, ...(checksums && !params.ChecksumAlgorithm ? { ChecksumAlgorithm: ChecksumAlgorithm.CRC32 } : {}) }),
+              timed(),
             );
             uploadId = created.UploadId;
             if (!uploadId) throw new Error(`CreateMultipartUpload for ${params.Key} answered no UploadId`);
@@ -159,7 +169,7 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
     if (uploadId === undefined) {
       const data = current!.subarray(0, fill);
       const hash = await payloadHash(data, o.signPayload);
-      await client.send(withPayloadHash(new PutObjectCommand({ ...params, Body: data, ContentLength: fill }), hash));
+      await client.send(withPayloadHash(new PutObjectCommand({ ...params, Body: data, ContentLength: fill }), hash), timed());
       return size;
     }
     dispatch(current!, fill, ++partNumber);
@@ -167,14 +177,14 @@ export async function uploadStream(client: S3Client, params: ObjectParams, body:
     while (inFlight.size > 0) await Promise.race(inFlight);
     if (failure) throw failure.error;
     parts.sort((a, b) => a.PartNumber! - b.PartNumber!);
-    await client.send(new CompleteMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...sseCustomer(params) }));
+    await client.send(new CompleteMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId, MultipartUpload: { Parts: parts }, ...sseCustomer(params) }), timed(5));
     return size;
   } catch (e) {
     // Parts still in flight finish first, or they could outlive the abort (S3 may
     // keep a part that completes after its upload was aborted).
     while (inFlight.size > 0) await Promise.race(inFlight);
     if (uploadId !== undefined) {
-      await client.send(new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId })).catch(() => undefined);
+      await client.send(new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId }), timed()).catch(() => undefined);
     }
     // The body's own error (for-await rethrows it), or the failed part's.
     throw e;

@@ -62,6 +62,13 @@ export interface S3StorageOptions {
    * forever: the SDK sets no timeout of its own.
    */
   responseTimeoutMs?: number;
+  /**
+   * Milliseconds one request of a buffered upload (a part, the creation of a
+   * multipart upload, a one-part PutObject) may take, body included; default 60 s,
+   * completion five times that. A stream PutObject of known length (S3_CHECKSUMS
+   * when_required) moves at the client's pace and has no such limit.
+   */
+  uploadRequestTimeoutMs?: number;
 }
 
 /** S3's limit for one CopyObject (and one PutObject). */
@@ -145,6 +152,7 @@ export class S3Storage implements Storage {
   private readonly maxCopyObjectSize: number;
   private readonly copyPartSize: number;
   private readonly responseTimeoutMs: number;
+  private readonly uploadRequestTimeoutMs: number;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -158,6 +166,7 @@ export class S3Storage implements Storage {
     const checksums = o.checksums ?? 'WHEN_REQUIRED';
     this.checksums = checksums === 'WHEN_SUPPORTED';
     this.responseTimeoutMs = o.responseTimeoutMs ?? 10_000;
+    this.uploadRequestTimeoutMs = o.uploadRequestTimeoutMs ?? 60_000;
     const common = {
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -231,6 +240,7 @@ export class S3Storage implements Storage {
       size = await uploadStream(this.client, params, counter, this.parts, {
         queueSize: this.queueSize,
         signPayload: this.signPayload,
+        requestTimeoutMs: this.uploadRequestTimeoutMs,
         ...(options.size !== undefined ? { expectedSize: options.size } : {}),
       });
     } catch (e) {

@@ -34,7 +34,7 @@ const measured: Record<string, number | string> = {};
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'media-rgw-faults-'));
   rgw = await startRgw(path.join(dir, 'rgw'), { memoryBytes: 2 * 1024 ** 3 });
-  const options = { bucket: rgw.bucket, endpoint: rgw.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: rgw.credentials };
+  const options = { bucket: rgw.bucket, endpoint: rgw.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: rgw.credentials, responseTimeoutMs: 5_000, uploadRequestTimeoutMs: 5_000 };
   app = await startTestApp({ storage: () => new S3Storage(options) });
   admin = new S3Client({ region: 'us-east-1', endpoint: rgw.endpoint, forcePathStyle: true, credentials: rgw.credentials });
 }, 120_000);
@@ -290,7 +290,7 @@ describe('a gateway that is frozen (SIGSTOP: it accepts connections and never an
       const [ready, read, upload] = await Promise.all([
         probe('readyz', (signal) => fetch(`${app.url}/readyz`, { signal })),
         probe('read', (signal) => fetch(`${app.url}/media/${up.upload.id}/content`, { headers: { authorization: `Bearer ${token}` }, signal })),
-        // Measured, not asserted: uploads go through s3-multipart.ts, which has no response timeout (yet).
+        // A one-part upload: its buffered PutObject has the upload request timeout.
         probe('smallUpload', async (signal) => {
           const form = new FormData();
           form.set('operations', JSON.stringify({ query: 'mutation ($input: UploadInput!) { upload(input: $input) { id } }', variables: { input: { file: null, entity: { type: 'property', id: 'p' } } } }));
@@ -299,7 +299,9 @@ describe('a gateway that is frozen (SIGSTOP: it accepts connections and never an
           return fetch(`${app.url}/graphql`, { method: 'POST', signal, headers: { authorization: `Bearer ${token}`, 'apollo-require-preflight': 'true' }, body: form });
         }, 15_000),
       ]);
-      void upload;
+      expect(upload.status).toBe(200);
+      expect(upload.text).toContain('STORAGE_UNAVAILABLE');
+      expect(upload.ms).toBeLessThan(15_000);
       expect(ready.status).toBe(503);
       expect(ready.ms).toBeLessThan(15_000);
       expect(read.status).toBe(503);

