@@ -41,6 +41,19 @@ export function testS3Options(overrides: Partial<S3StorageOptions> = {}): S3Stor
   return { bucket: store.bucket, endpoint: store.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: store.credentials, ...overrides };
 }
 
+/** The service's environment (S3_* and AWS credentials) for the run's S3 store, for tests that start src/main.ts. */
+export function testS3Env(): Record<string, string> {
+  const store = testS3Store();
+  return {
+    S3_BUCKET: store.bucket,
+    S3_ENDPOINT: store.endpoint,
+    S3_FORCE_PATH_STYLE: 'true',
+    AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+  };
+}
+
 /** The driver of this run, as the app builds it from configuration (S3: the run's s3rver or RGW). */
 export function testStorage(dataDir: string): Storage {
   if (STORAGE_DRIVER === 'local') return createStorage(loadConfig({ DATA_DIR: dataDir }));

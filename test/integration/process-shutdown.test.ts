@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { STORAGE_DRIVER, TEST_JWT_SECRET, testS3Store } from '../helpers/app.js';
+import { STORAGE_DRIVER, TEST_JWT_SECRET, testS3Env } from '../helpers/app.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -20,17 +20,8 @@ afterAll(async () => {
 
 function storeEnv(): Record<string, string> {
   if (STORAGE_DRIVER === 'local') return {};
-  const store = testS3Store();
-  return {
-    // The run's database: starting an embedded cluster is what the local pass checks.
-    DATABASE_URL: inject('databaseUrl'),
-    S3_BUCKET: store.bucket,
-    S3_ENDPOINT: store.endpoint,
-    S3_FORCE_PATH_STYLE: 'true',
-    AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
-    AWS_REGION: 'us-east-1',
-  };
+  // The run's database: starting an embedded cluster is what the local pass checks.
+  return { DATABASE_URL: inject('databaseUrl'), ...testS3Env() };
 }
 
 async function runAndStop(signal: 'SIGTERM' | 'SIGINT') {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inject } from 'vitest';
 import { UploadDocument } from '../generated/graphql.js';
-import { newTenant, S3_STORE, TEST_JWT_SECRET, testS3Store } from '../helpers/app.js';
+import { newTenant, S3_STORE, TEST_JWT_SECRET, testS3Env } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { pdfBytes } from '../helpers/files.js';
 import { md5Base64, radosBytes, rawGet, rawHead } from '../helpers/sse-c.js';
@@ -77,19 +77,13 @@ let service: Service | undefined;
 let dataDir: string;
 beforeAll(async () => {
   if (S3_STORE !== 'rgw') throw new Error('rgw-startup.test.ts runs on Ceph RGW only (TEST_RGW=1 npx vitest run --project rgw)');
-  const store = testS3Store();
   dataDir = await mkdtemp(path.join(os.tmpdir(), 'media-api-start-'));
   service = await startService({
     PORT: '0',
     HOST: '127.0.0.1',
     DATA_DIR: dataDir,
     DATABASE_URL: inject('databaseUrl'),
-    S3_BUCKET: store.bucket,
-    S3_ENDPOINT: store.endpoint,
-    S3_FORCE_PATH_STYLE: 'true',
-    AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
-    AWS_REGION: 'us-east-1',
+    ...testS3Env(),
     JWT_SECRET: TEST_JWT_SECRET,
     MEDIA_KEYS,
     LOG_LEVEL: 'info',
