@@ -196,7 +196,7 @@ export class ContentCrypto {
    * `checksum`, content that does not match it fails the write and nothing is kept.
    * Either way the copy's size is checked against `plainSize`.
    *
-   * A store that refuses to copy SSE-C objects (Ceph RGW before v20: 501) gets
+   * A store that refuses to copy SSE-C objects (Ceph RGW 16.2: 501) gets
    * the same streaming as app mode instead: GET with the old customer key piped
    * into a PUT with the new one, verified against `checksum`, never on disk. That
    * is logged once per process.

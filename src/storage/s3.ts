@@ -334,7 +334,7 @@ export class S3Storage implements Storage {
     } catch (e) {
       const status = e instanceof S3ServiceException ? e.$metadata?.httpStatusCode : undefined;
       if (status !== undefined && (options.sourceSseKey || options.sseKey)) {
-        // Ceph RGW before v20 refuses any copy of an SSE-C source: CopyObject with 501,
+        // Ceph RGW 16.2 (Debian 12) refuses any copy of an SSE-C source: CopyObject with 501,
         // UploadPartCopy with 400 InvalidArgument. A 400 means that only when the source
         // key is right (it opens the object), which one HEAD tells.
         const refused =

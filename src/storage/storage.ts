@@ -31,7 +31,7 @@ export interface CopyOptions {
 }
 
 /**
- * The store cannot copy this object server side (Ceph RGW before v20 answers 501
+ * The store cannot copy this object server side (Ceph RGW 16.2, as in Debian 12, answers 501
  * NotImplemented to any copy of an SSE-C encrypted source): the caller must read
  * and write the bytes itself.
  */
