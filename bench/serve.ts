@@ -6,6 +6,7 @@
 //
 // On rgw (a single-node Ceph RGW started for the run) encrypted media use SSE-C: the
 // store decrypts, the service streams and verifies the SHA-256.
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -81,6 +82,17 @@ async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, file: s
       };
       if (!r.data || r.data.upload.checksum !== sha || r.data.upload.encrypted !== (type === 'vault')) throw new Error(`upload ${type}: ${JSON.stringify(r)}`);
       ids[type] = r.data.upload.id;
+    }
+    if (driver === 'rgw' && s3) {
+      // What the rgw row measures: the store must refuse the encrypted object without its customer key.
+      const client = new S3Client({ region: 'us-east-1', endpoint: s3.endpoint, forcePathStyle: true, credentials: s3.credentials });
+      const status = await client.send(new GetObjectCommand({ Bucket: 'bench', Key: `bench/${ids['vault']}/original` })).then(
+        () => 200,
+        (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode ?? 0,
+      );
+      client.destroy();
+      if (status < 400 || status >= 500) throw new Error(`expected SSE-C on rgw: a GET of the encrypted object without its key answered ${status}`);
+      console.log(`rgw: the encrypted object is stored with SSE-C (a GET without its key answers ${status})`);
     }
     const plain: number[] = [];
     const encrypted: number[] = [];
