@@ -1,3 +1,4 @@
+import { mayHaveCommitted, transact } from '../../db/transact.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingFile } from '../../graphql/multipart.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
@@ -194,19 +195,31 @@ export class AssetService {
                 ${blob?.storageKey ?? null}, ${blob?.fileName ?? fields.filename ?? null}, ${blob?.mimeType ?? null},
                 ${blob?.bytes ?? null}::bigint, ${blob?.checksum ?? null}, ${JSON.stringify(blob?.variants ?? [])}::jsonb)
         RETURNING *`;
+    let rows: AssetRow[];
     try {
-      const rows = first
-        ? await this.deps.prisma.$transaction(async (tx) => {
-            await first(tx);
-            return statement(tx);
-          })
-        : await statement(this.deps.prisma);
-      return assetFromRow(rows[0]!);
+      // A transaction even for the single INSERT: an error while it runs means it
+      // did not commit; one from COMMIT leaves the outcome unknown (mayHaveCommitted).
+      rows = await transact(this.deps.prisma, async (tx) => {
+        await first?.(tx);
+        return statement(tx);
+      });
     } catch (e) {
-      await blob?.cleanup().catch((err: unknown) => this.deps.logger.error({ err, assetId: id }, 'could not delete the objects of a refused asset; the sweep will'));
+      await this.cleanupUnlessCommitted(id, blob, e, 'could not delete the objects of a refused asset; the sweep will');
       if (isUniqueViolation(e)) throw duplicateKey(key);
       throw e;
     }
+    // Committed: nothing from here on may delete the objects.
+    return assetFromRow(rows[0]!);
+  }
+
+  /** Deletes a blob's objects after `e`, unless its row may have committed (then the sweep decides). */
+  private async cleanupUnlessCommitted(id: string, blob: StoredBlob | null, e: unknown, message: string): Promise<void> {
+    if (!blob) return;
+    if (mayHaveCommitted(e)) {
+      this.deps.logger.error({ err: e, assetId: id, key: blob.storageKey }, 'the write of an asset may or may not have taken effect; its new objects are kept (the sweep deletes them if the row does not point at them)');
+      return;
+    }
+    await blob.cleanup().catch((err: unknown) => this.deps.logger.error({ err, assetId: id }, message));
   }
 
   async update(tenant: string, id: string, input: UpdateAssetArgs): Promise<AssetRecord> {
@@ -240,12 +253,15 @@ export class AssetService {
 
     let rows: AssetRow[];
     try {
-      rows = await this.deps.prisma.$queryRaw<AssetRow[]>`
-        UPDATE asset SET ${Prisma.join(set)}
-        WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NULL AND version = ${input.version}::int
-        RETURNING *`;
+      rows = await transact(
+        this.deps.prisma,
+        (tx) => tx.$queryRaw<AssetRow[]>`
+          UPDATE asset SET ${Prisma.join(set)}
+          WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NULL AND version = ${input.version}::int
+          RETURNING *`,
+      );
     } catch (e) {
-      await blob?.cleanup().catch(() => undefined);
+      await this.cleanupUnlessCommitted(id, blob, e, 'could not delete the objects of a failed update; the sweep will');
       throw e;
     }
     if (!rows[0]) {

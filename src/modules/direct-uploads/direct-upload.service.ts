@@ -1,3 +1,4 @@
+import { mayHaveCommitted } from '../../db/transact.js';
 import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { finished, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -294,7 +295,7 @@ export class DirectUploadService {
         );
         return media!;
       } catch (e) {
-        await this.deps.uploads.removeObjects(tenant, [mediaId]);
+        await this.deps.uploads.removeUnlessCommitted(tenant, [mediaId], e);
         throw e;
       }
     });
@@ -339,7 +340,11 @@ export class DirectUploadService {
         if (n !== 1) throw lostClaim();
       });
     } catch (e) {
-      await this.deps.storage.delete(o.destination).catch(() => undefined);
+      // A transaction whose outcome is unknown may have committed rows pointing at
+      // the destination: it stays (the sweep deletes it if no row claims it), and
+      // the claim release below is a no-op if the ticket was completed.
+      const uncertain = mayHaveCommitted(e);
+      if (!uncertain) await this.deps.storage.delete(o.destination).catch(() => undefined);
       const released = await this.deps.prisma.$executeRaw`
         UPDATE direct_upload SET claim_token = NULL, claimed_until = NULL
         WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND claim_token = ${token}::uuid AND completed_at IS NULL`.catch((err: unknown) => {
@@ -348,8 +353,8 @@ export class DirectUploadService {
       });
       // Nothing to release: another completion took the ticket over (and may have
       // finished, deleting the staged bytes this one was reading); that is the news.
-      if (released === 0) throw lostClaim();
-      throw isAppError(e) ? e : errors.storageUnavailable(e);
+      if (released === 0 && !uncertain) throw lostClaim();
+      throw isAppError(e) || uncertain ? e : errors.storageUnavailable(e);
     }
     // The staged object is spent. Only it: a PUT still arriving writes a key of its
     // own, which it deletes itself once refused; anything else in the ticket's group

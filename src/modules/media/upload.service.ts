@@ -17,6 +17,7 @@ import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
 import { normaliseTags } from './tags.js';
 import { mediaRepository } from './media.repository.js';
+import { mayHaveCommitted, transact } from '../../db/transact.js';
 
 export interface UploadRequest {
   file: IncomingFile;
@@ -99,12 +100,8 @@ export class UploadService {
       throw e;
     }
     const stored = await this.store(tenant, plan, req.file);
-    try {
-      return await this.commit(tenant, createdBy, [stored]).then((r) => r[0]!);
-    } catch (e) {
-      await this.removeObjects(tenant, [stored.id]);
-      throw e;
-    }
+    const [media] = await this.commitOrRemove(tenant, createdBy, [stored]);
+    return media!;
   }
 
   /**
@@ -138,12 +135,28 @@ export class UploadService {
         throw isAppError(e) ? e.atIndex(i) : e;
       }
     }
+    return this.commitOrRemove(tenant, createdBy, stored);
+  }
+
+  /**
+   * commit(), deleting the stored objects when it fails, but only when its
+   * transaction is known not to have committed; when the outcome is unknown they
+   * stay (the sweep deletes groups without rows once the grace period is over).
+   * Nothing runs after the commit inside the clean-up's reach.
+   */
+  async commitOrRemove(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
     try {
       return await this.commit(tenant, createdBy, stored);
     } catch (e) {
-      await this.removeObjects(tenant, stored.map((s) => s.id));
+      await this.removeUnlessCommitted(tenant, stored.map((s) => s.id), e);
       throw e;
     }
+  }
+
+  /** After `e` from commit(): deletes the objects of `ids` if nothing of them can have committed; otherwise keeps them and says so. */
+  async removeUnlessCommitted(tenant: string, ids: string[], e: unknown): Promise<void> {
+    if (!mayHaveCommitted(e)) return this.removeObjects(tenant, ids);
+    this.deps.logger.error({ err: e, mediaIds: ids }, 'the commit of an upload may or may not have taken effect; its objects are kept (the sweep deletes them if no row claims them)');
   }
 
   /**
@@ -199,17 +212,20 @@ export class UploadService {
   }
 
   /**
-   * One transaction for the rows of stored files: media, attachment, role; it
-   * throws only when nothing was committed.
+   * One transaction for the rows of stored files: media, attachment, role. The
+   * result is read inside it, so nothing can fail once it has committed; when it
+   * throws, mayHaveCommitted(error) says whether the outcome is unknown (the
+   * connection was lost during COMMIT): then the objects must stay.
    * `first` runs at its start (a direct upload's completion: the rows exist only if
    * the ticket could be finished).
    */
   async commit(tenant: string, createdBy: string, stored: Stored[], first?: (tx: Prisma.TransactionClient) => Promise<void>): Promise<MediaRecord[]> {
     const ids = stored.map((s) => s.id);
     // The new rows are read back in the same transaction: once it has committed,
-    // nothing can fail any more, so a caller that deletes the objects when commit()
-    // throws never deletes the bytes of committed media.
-    const rows = await this.deps.prisma.$transaction(async (tx) => {
+    // nothing can fail any more; and a failure of COMMIT itself is marked (transact),
+    // so a caller that deletes the objects when commit() throws never deletes the
+    // bytes of committed media.
+    const rows = await transact(this.deps.prisma, async (tx) => {
       await first?.(tx);
       for (const s of stored) {
         await tx.media.create({

@@ -99,14 +99,10 @@ export class WorkerService {
       throw e;
     }
     const stored = await this.deps.uploads.store(tenant, plan, file);
-    try {
-      const [media] = await this.deps.uploads.commit(tenant, `worker:${workerType}`, [stored]);
-      this.deps.logger.info({ mediaId: media!.id, originalId, tenant, workerType }, 'worker stored a signed document');
-      return media!;
-    } catch (e) {
-      await this.deps.uploads.removeObjects(tenant, [stored.id]);
-      throw e;
-    }
+    const [media] = await this.deps.uploads.commitOrRemove(tenant, `worker:${workerType}`, [stored]);
+    // Committed: nothing from here on may lead to deleting its objects.
+    this.deps.logger.info({ mediaId: stored.id, originalId, tenant, workerType }, 'worker stored a signed document');
+    return media!;
   }
 }
 
