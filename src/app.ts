@@ -28,7 +28,7 @@ import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto } from './crypto/content-crypto.js';
 import { ExpensiveQueries } from './db/expensive-queries.js';
 import { ImageQueue } from './modules/media/image-queue.js';
-import { KeyRotation } from './crypto/rotation.js';
+import { KeyRotation, removeStaleRotationSpools } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { createHttpServer } from './http/server-timeouts.js';
@@ -109,6 +109,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     maxOutstanding: config.directUploadMaxOutstanding,
     baseUrl: () => baseUrl,
   });
+  // A killed rotation of an older version could leave decrypted documents in a temporary spool.
+  await removeStaleRotationSpools(logger);
   const services: Services = Object.freeze({
     config,
     logger,

@@ -1,3 +1,6 @@
+import { readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
@@ -50,11 +53,29 @@ interface Move {
  * storage keys, so a row that changed meanwhile (deleted, or rotated by another
  * run) is left to what changed it.
  */
+/**
+ * Rotations before this version decrypted each document into
+ * a `media-rotate-…` directory under os.tmpdir() (file `plain`); one killed mid-object left the plaintext
+ * there. Nothing writes such a directory any more: remove any that remain.
+ * Returns how many were removed.
+ */
+export async function removeStaleRotationSpools(logger: Logger, dir = os.tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (!name.startsWith('media-rotate-')) continue;
+    await rm(path.join(dir, name), { recursive: true, force: true });
+    logger.warn({ dir: path.join(dir, name) }, 'removed a plaintext spool directory an older key rotation left behind');
+    removed++;
+  }
+  return removed;
+}
+
 export class KeyRotation {
   constructor(private readonly deps: { prisma: PrismaClient; storage: Storage; crypto: ContentCrypto; logger: Logger }) {}
 
   async run(options: { batchSize?: number; tenant?: string } = {}): Promise<RotationReport> {
     const { prisma, crypto } = this.deps;
+    await removeStaleRotationSpools(this.deps.logger);
     const active = crypto.ring.active.kid;
     const report: RotationReport = { rotated: 0, failed: [] };
     // Rows this run gave up on (failed, or changed by someone else): never picked again.

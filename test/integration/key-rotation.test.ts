@@ -2,6 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -129,6 +131,17 @@ async function storeCopiesSseC(): Promise<boolean> {
     await s3.delete(from);
     await s3.delete(`${from}-copy`);
   }
+}
+
+/** Files under dir (recursively) whose bytes contain needle. */
+async function filesContaining(dir: string, needle: Buffer): Promise<string[]> {
+  const found: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const file = path.join(e.parentPath, e.name);
+    if ((await readFile(file)).includes(needle)) found.push(file);
+  }
+  return found;
 }
 
 const apps: TestApp[] = [];
@@ -268,6 +281,10 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
       for (const name of held.variants.keys()) expect(heldKeys).toContain(`${tenant}/${held.id}/${name}-new`);
       child.kill('SIGKILL');
       expect(await exited).toBeNull();
+      // Killed mid-run: no plaintext of any document anywhere on disk it could have written to
+      // (the app's DATA_DIR with its blobs and temporary files, and no rotation spool in tmpdir).
+      for (const m of media.filter((x) => x.bytes.length > 100_000)) expect(await filesContaining(dataDir, m.bytes.subarray(20_000, 20_064))).toEqual([]);
+      expect((await readdir(os.tmpdir())).filter((n) => n.startsWith('media-rotate-'))).toEqual([]);
       // The killed process's connection goes with it (PostgreSQL would notice only later).
       await pool.query('SELECT pg_terminate_backend($1)', [blocked]);
     } finally {
