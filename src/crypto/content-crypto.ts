@@ -165,7 +165,7 @@ export class ContentCrypto {
   async sealedWith(storage: Storage, key: string, recordedKid: string): Promise<{ kid: string; storedSize: number }> {
     if (this.mode === 'app') {
       const info = await storage.head(key);
-      if (!info) throw errors.notFound('Object', key);
+      if (!info) throw errors.objectNotFound(key);
       const first = await readAll(await storage.get(key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH);
       headerLength(first);
       return { kid: decodeHeader(first).kid, storedSize: info.size };
@@ -180,7 +180,7 @@ export class ContentCrypto {
         firstError ??= e;
         continue;
       }
-      if (!info) throw errors.notFound('Object', key);
+      if (!info) throw errors.objectNotFound(key);
       return { kid, storedSize: info.size };
     }
     throw firstError ?? new Error(`no ring key opens ${key}`);

@@ -14,6 +14,8 @@ export const errors = {
     new AppError(ErrorCode.FORBIDDEN, `Missing scope ${scopes.map((s) => `"${s}"`).join(' or ')}`, { extensions: { scope: scopes[0], scopes } }),
   forbiddenMessage: (message: string) => new AppError(ErrorCode.FORBIDDEN, message),
   notFound: (what: string, id: string) => new AppError(ErrorCode.NOT_FOUND, `${what} ${id} not found`),
+  /** A stored object is missing; its storage key goes to the log (cause), never to clients. */
+  objectNotFound: (key: string) => new AppError(ErrorCode.NOT_FOUND, 'Stored content not found', { cause: new Error(`object ${key} not found`) }),
   mediaNotFound: (id: string) => new AppError(ErrorCode.NOT_FOUND, `Media ${id} not found`),
   conflict: (message: string) => new AppError(ErrorCode.CONFLICT, message),
   tooLarge: (limit: number) =>

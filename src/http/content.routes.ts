@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { INLINE_KINDS } from '../modules/policy/media-types.js';
 import { create as contentDisposition } from 'content-disposition';
+import { createHmac } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { errors } from '../errors/index.js';
@@ -155,6 +156,19 @@ function mediaCacheControl(media: MediaRecord): string {
   return media.encrypted || media.securityLevel !== 'STANDARD' ? 'private, no-store' : 'private, no-cache';
 }
 
+/**
+ * The ETag of a media's content or variant. For encrypted media it is an HMAC of the
+ * checksum under a key derived from the media's ring key, not the plaintext SHA-256:
+ * that would let anyone who sees an ETag (a proxy, a log) confirm that a known
+ * document is stored. It changes when the media's key rotates (one re-download).
+ */
+function mediaEtag(services: Services, media: MediaRecord, variant?: string): string {
+  const suffix = variant ? `-${variant.toLowerCase()}` : '';
+  if (!media.encrypted || !media.encryptionKeyId) return `"${media.checksum}${suffix}"`;
+  const key = services.crypto.ring.objectKey(media.encryptionKeyId, 'etag');
+  return `"${createHmac('sha256', key).update(`${media.checksum}${suffix}`).digest('base64url').slice(0, 32)}"`;
+}
+
 export function contentRoutes(services: Services): Router {
   const router = Router();
   const log = services.logger;
@@ -168,7 +182,7 @@ export function contentRoutes(services: Services): Router {
         key: media.storageKey,
         size: media.fileSize,
         mediaType: media.mediaType,
-        etag: `"${media.checksum}"`,
+        etag: mediaEtag(services, media),
         fileName: media.fileName,
         inline: INLINE_KINDS.has(media.kind),
         cacheControl: mediaCacheControl(media),
@@ -189,7 +203,7 @@ export function contentRoutes(services: Services): Router {
         key,
         size: v.size,
         mediaType: v.mediaType,
-        etag: `"${media.checksum}-${v.name.toLowerCase()}"`,
+        etag: mediaEtag(services, media, v.name),
         fileName: variantFileName(media.fileName, v.name),
         inline: true,
         cacheControl: mediaCacheControl(media),

@@ -70,7 +70,7 @@ export class LocalDiskStorage implements Storage {
     try {
       await access(file);
     } catch {
-      throw errors.notFound('Object', key);
+      throw errors.objectNotFound(key);
     }
     // 1 MiB reads: fewer, larger chunks through the decrypt and hash stages.
     return createReadStream(file, { highWaterMark: 1024 * 1024, ...(range ? { start: range.start, end: range.end } : {}) });
@@ -105,7 +105,7 @@ export class LocalDiskStorage implements Storage {
       });
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw errors.notFound('Object', from);
+      if (code === 'ENOENT') throw errors.objectNotFound(from);
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'EMLINK') throw e;
       const tmp = path.join(this.tmpDir, randomUUID());
       try {
@@ -114,7 +114,7 @@ export class LocalDiskStorage implements Storage {
         await rename(tmp, target);
       } catch (err) {
         await rm(tmp, { force: true });
-        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? errors.notFound('Object', from) : err;
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? errors.objectNotFound(from) : err;
       }
     }
   }

@@ -91,7 +91,7 @@ function isNotFound(e: unknown): boolean {
 /** Every S3 error enters here: missing object → NOT_FOUND; anything else → STORAGE_UNAVAILABLE. */
 function mapS3Error(e: unknown, key: string): AppError {
   if (e instanceof AppError) return e;
-  if (isNotFound(e)) return errors.notFound('Object', key);
+  if (isNotFound(e)) return errors.objectNotFound(key);
   return errors.storageUnavailable(e);
 }
 
@@ -269,7 +269,7 @@ export class S3Storage implements Storage {
         ),
       );
       const body = out.Body;
-      if (!body) throw errors.notFound('Object', key);
+      if (!body) throw errors.objectNotFound(key);
       // Ceph RGW ignores SSE-C headers on an object stored without a customer key and
       // returns its bytes (AWS refuses with 400): content that should be encrypted and
       // is not (written in plaintext by mistake, or replaced) must not pass as ours.
@@ -322,7 +322,7 @@ export class S3Storage implements Storage {
       let size = options.size;
       if (size === undefined && (options.sourceSseKey || options.sseKey || this.maxCopyObjectSize < MAX_COPY_OBJECT_SIZE)) {
         const head = await this.head(from, options.sourceSseKey ? { sseKey: options.sourceSseKey } : {});
-        if (!head) throw errors.notFound('Object', from);
+        if (!head) throw errors.objectNotFound(from);
         size = head.size;
       }
       if (size === undefined || size <= this.maxCopyObjectSize) {

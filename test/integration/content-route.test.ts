@@ -211,6 +211,18 @@ describe('GET /media/{id}/content', () => {
       expect(await res.json()).toMatchObject({ error: { code: 'NOT_FOUND' } });
     }
   });
+
+  it('a media whose stored object is gone is 404 without naming the storage key', async () => {
+    const bytes = pdfBytes(1);
+    const { upload } = await ok(app.url, SecUploadDocument, { input: { file: new File([bytes], 'gone.pdf'), entity: { type: 'property', id: 'p-gone' } } }, { token });
+    await app.services.storage.deletePrefix(`${tenant}/${upload.id}/`);
+    const res = await fetch(`${app.url}/media/${upload.id}/content`, { headers: auth() });
+    expect(res.status).toBe(404);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ error: { code: 'NOT_FOUND', message: 'Stored content not found' } });
+    expect(text).not.toContain(tenant);
+    expect(text).not.toContain('original');
+  });
 });
 
 describe('GET /media/{id}/variants/{name}', () => {

@@ -121,8 +121,26 @@ describe(`encryption at rest (${STORE}, ${MODE} mode)`, () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('private, no-store');
     expect(res.headers.get('content-length')).toBe(String(bytes.length));
-    expect(res.headers.get('etag')).toBe(`"${sha(bytes)}"`);
+    // Keyed, not the plaintext SHA-256 (which would confirm a known document to anyone who sees it).
+    expect(res.headers.get('etag')).not.toContain(sha(bytes));
     expect((await bodyOrAbort(res))!.equals(bytes)).toBe(true);
+  });
+
+  it('the ETag of encrypted content is keyed, not the plaintext SHA-256, and stable', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const bytes = leasePdf();
+    const { upload } = await ok(app.url, UploadDocument, { input: { file: new File([bytes], 'l.pdf'), entity: { type: 'lease', id: 'l' } } }, { token });
+    const first = await fetchContent(app, upload.id, token);
+    const etag = first.headers.get('etag')!;
+    await first.arrayBuffer();
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{32}"$/);
+    expect(etag).not.toContain(sha(bytes));
+    expect(etag).not.toContain(Buffer.from(sha(bytes), 'hex').toString('base64url').slice(0, 16));
+    // Stable across requests (it is derived, not random).
+    const again = await fetchContent(app, upload.id, token);
+    await again.arrayBuffer();
+    expect(again.headers.get('etag')).toBe(etag);
   });
 
   it('serves byte ranges of encrypted content, across segment boundaries, decrypting only what it needs', async () => {
