@@ -121,6 +121,7 @@ const EnvSchema = z.object({
   JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
+  SIGNING_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   JWT_MAX_TOKEN_AGE_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
   JWT_CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(30),
   WORKER_API_KEYS: workerKeys,
@@ -192,6 +193,8 @@ export interface Config {
     /** Clock skew allowed between the token's issuer and this service (exp, nbf, iat). */
     readonly clockToleranceSeconds: number;
   };
+  /** Secret the keys of signed links and signed direct upload ids are derived from (see auth/secrets.ts). */
+  readonly signingSecret: string | undefined;
   /** Worker API keys and what each may do. */
   readonly workerKeys: ReadonlyMap<string, WorkerKeyGrant>;
   readonly mediaKeys: string | undefined;
@@ -267,6 +270,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       jwksUrlProblem(e.JWT_JWKS_URL),
       e.JWT_ISSUER ? undefined : 'JWT_ISSUER: required with JWT_JWKS_URL (the identity provider\'s issuer)',
       e.JWT_AUDIENCE ? undefined : 'JWT_AUDIENCE: required with JWT_JWKS_URL (this API\'s audience at the identity provider)',
+      // Without a shared secret, each instance would key signed links and ids from its own DATA_DIR.
+      e.SIGNING_SECRET ? undefined : 'SIGNING_SECRET: required with JWT_JWKS_URL (the secret signed links and direct upload ids are derived from, the same on every instance)',
     ].filter(Boolean);
     if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
@@ -321,6 +326,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxTokenAgeSeconds: e.JWT_MAX_TOKEN_AGE_SECONDS,
       clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
     }),
+    signingSecret: e.SIGNING_SECRET,
     workerKeys: e.WORKER_API_KEYS,
     mediaKeys: e.MEDIA_KEYS,
     policyFile: e.MEDIA_POLICY_FILE,

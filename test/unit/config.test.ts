@@ -192,7 +192,7 @@ describe('loadConfig', () => {
   });
 
   describe('JWT settings', () => {
-    const JWKS = { JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', JWT_ISSUER: 'https://idp.example.com/', JWT_AUDIENCE: 'media-api' };
+    const JWKS = { JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', JWT_ISSUER: 'https://idp.example.com/', JWT_AUDIENCE: 'media-api', SIGNING_SECRET: 'Zk3Qp8Wn2Rt6Yv0Bx4Mc9Ld1Hs5Jf7Ga3Ue' };
 
     it('accepts JWKS over https with an issuer and an audience', () => {
       expect(loadConfig(JWKS).jwt).toMatchObject({ jwksUrl: JWKS.JWT_JWKS_URL, issuer: JWKS.JWT_ISSUER, audience: 'media-api' });
@@ -216,6 +216,11 @@ describe('loadConfig', () => {
       const both = configError({ JWT_JWKS_URL: JWKS.JWT_JWKS_URL }).message;
       expect(both).toMatch(/JWT_ISSUER/);
       expect(both).toMatch(/JWT_AUDIENCE/);
+    });
+
+    it('refuses JWKS without SIGNING_SECRET (links and direct upload ids must verify on every instance)', () => {
+      expect(configError({ ...JWKS, SIGNING_SECRET: '' }).message).toMatch(/SIGNING_SECRET: required with JWT_JWKS_URL/);
+      expect(configError({ ...JWKS, SIGNING_SECRET: 'short' }).message).toMatch(/SIGNING_SECRET/);
     });
 
     it('reads the maximum token age and the clock tolerance, within bounds', () => {
