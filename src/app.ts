@@ -102,7 +102,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     storage,
     policies,
     uploads,
-    signedIds: new SignedIds(secrets.linkSigningKey),
+    signedIds: new SignedIds(secrets.signedIdKey),
     logger,
     images,
     ttlSeconds: config.directUploadTtlSeconds,

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import os from 'node:os';
 import path from 'node:path';
+import { TENANT_RE } from './auth/principal.js';
 
 // Configuration is read from the environment exactly once (loadConfig) and passed
 // down as a frozen object; nothing else in the service reads process.env.
@@ -16,21 +17,93 @@ const boolString = z
   .optional()
   .transform((v) => (v === undefined ? undefined : v === 'true' || v === '1'));
 
+/** What one worker key may do: claim these worker types, for these tenants ('*': any tenant, by explicit opt-in). */
+export interface WorkerKeyGrant {
+  readonly types: ReadonlySet<string>;
+  readonly tenants: ReadonlySet<string> | '*';
+}
+
+export const WORKER_KEY_MIN_LENGTH = 32;
+const WORKER_KEY_MAX_LENGTH = 512;
+const WORKER_KEY_CHARS = /^[A-Za-z0-9._~+/=-]+$/;
+const WORKER_TYPE_RE = /^[a-z][a-z0-9-]{0,63}$/;
+const WORKER_KEYS_FORMAT = 'key:type1|type2:tenant1|tenant2,… (or key:types:* with WORKER_API_KEYS_ALLOW_ANY_TENANT=true)';
+
+/**
+ * Why a worker key is too weak to accept, or undefined. Keys are generated
+ * secrets (e.g. `openssl rand -base64 32`): at least 32 characters, at least 8
+ * distinct ones, no character over 40 % of the key, and not a short
+ * pattern repeated. These catch typed-in and placeholder keys (and refuse no
+ * measurable share of generated ones); they cannot prove randomness.
+ */
+export function weakWorkerKey(key: string): string | undefined {
+  if (key.length < WORKER_KEY_MIN_LENGTH) return `must be at least ${WORKER_KEY_MIN_LENGTH} characters`;
+  if (key.length > WORKER_KEY_MAX_LENGTH) return `must be at most ${WORKER_KEY_MAX_LENGTH} characters`;
+  if (!WORKER_KEY_CHARS.test(key)) return 'may contain only letters, digits and . _ ~ + / = -';
+  const counts = new Map<string, number>();
+  for (const c of key) counts.set(c, (counts.get(c) ?? 0) + 1);
+  if (counts.size < 8) return 'is not random enough (fewer than 8 distinct characters)';
+  if (Math.max(...counts.values()) > key.length * 0.4) return 'is not random enough (one character makes up over 40 % of it)';
+  for (let period = 1; period <= key.length / 2; period++) {
+    let repeats = true;
+    for (let i = period; i < key.length && repeats; i++) repeats = key[i] === key[i - period];
+    if (repeats) return 'is not random enough (a short pattern repeated)';
+  }
+  return undefined;
+}
+
+// Entries are key:types:tenants. The key itself never appears in an error
+// message (the message is logged); entries are named by their position.
 const workerKeys = optionalString.transform((raw, ctx) => {
-  const keys = new Map<string, ReadonlySet<string>>();
+  const keys = new Map<string, WorkerKeyGrant>();
   if (!raw) return keys;
-  for (const entry of raw.split(',')) {
-    const [rawKey, rawTypes] = entry.split(':');
-    const key = rawKey?.trim();
-    const types = (rawTypes ?? '').split('|').map((t) => t.trim()).filter(Boolean);
-    if (!key || types.length === 0 || key.length < 16) {
-      ctx.addIssue({ code: 'custom', message: 'expected key:type1|type2,… with keys of at least 16 characters' });
-      return z.NEVER;
+  const fail = (message: string) => {
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  };
+  const entries = raw.split(',');
+  for (const [index, entry] of entries.entries()) {
+    const n = `entry ${index + 1}`;
+    const fields = entry.split(':').map((f) => f.trim());
+    if (fields.length === 2) {
+      return fail(
+        `${n} names no tenants. Each worker key is now bound to the tenants it may act for: ${WORKER_KEYS_FORMAT}. ` +
+          'A key without tenants is refused rather than allowed to act for every tenant.',
+      );
     }
-    keys.set(key, new Set(types));
+    if (fields.length !== 3) return fail(`${n}: expected ${WORKER_KEYS_FORMAT}`);
+    const [key, rawTypes, rawTenants] = fields as [string, string, string];
+    if (!key) return fail(`${n}: the key is empty; expected ${WORKER_KEYS_FORMAT}`);
+    const weak = weakWorkerKey(key);
+    if (weak) return fail(`${n}: the key ${weak}`);
+    if (keys.has(key)) return fail(`${n}: the same key appears twice`);
+    const types = rawTypes.split('|').map((t) => t.trim()).filter(Boolean);
+    if (types.length === 0) return fail(`${n}: the key is bound to no worker type; expected ${WORKER_KEYS_FORMAT}`);
+    const badType = types.find((t) => !WORKER_TYPE_RE.test(t));
+    if (badType !== undefined) return fail(`${n}: worker type "${badType.slice(0, 64)}" must match ${WORKER_TYPE_RE}`);
+    let tenants: ReadonlySet<string> | '*';
+    if (rawTenants === '*') tenants = '*';
+    else {
+      const list = rawTenants.split('|').map((t) => t.trim()).filter(Boolean);
+      if (list.length === 0) return fail(`${n}: the key is bound to no tenant; expected ${WORKER_KEYS_FORMAT}`);
+      const badTenant = list.find((t) => t === '*' || !TENANT_RE.test(t));
+      if (badTenant !== undefined) return fail(`${n}: tenant "${badTenant.slice(0, 32)}" must match ${TENANT_RE} (or the whole list be *)`);
+      tenants = new Set(list);
+    }
+    keys.set(key, Object.freeze({ types: new Set(types), tenants }));
   }
   return keys;
 });
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+/** JWKS must come over TLS: whoever can alter it mints tokens. Plain http only to this machine (local identity providers, tests). */
+function jwksUrlProblem(raw: string): string | undefined {
+  const u = new URL(raw);
+  if (u.protocol === 'https:') return undefined;
+  const loopback = LOOPBACK_HOSTS.has(u.hostname) || /^127(\.\d{1,3}){3}$/.test(u.hostname) || u.hostname.endsWith('.localhost');
+  if (u.protocol === 'http:' && loopback) return undefined;
+  return 'JWT_JWKS_URL: must be an https: URL (http: only for a loopback host)';
+}
 
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
@@ -48,7 +121,11 @@ const EnvSchema = z.object({
   JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
+  SIGNING_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
+  JWT_MAX_TOKEN_AGE_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
+  JWT_CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(30),
   WORKER_API_KEYS: workerKeys,
+  WORKER_API_KEYS_ALLOW_ANY_TENANT: boolString,
   MEDIA_KEYS: optionalString,
   MEDIA_POLICY_FILE: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -111,8 +188,15 @@ export interface Config {
     readonly jwksUrl: string | undefined;
     readonly issuer: string | undefined;
     readonly audience: string | undefined;
+    /** Tokens issued (iat) longer ago than this are refused, whatever their exp. */
+    readonly maxTokenAgeSeconds: number;
+    /** Clock skew allowed between the token's issuer and this service (exp, nbf, iat). */
+    readonly clockToleranceSeconds: number;
   };
-  readonly workerKeys: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Secret the keys of signed links and signed direct upload ids are derived from (see auth/secrets.ts). */
+  readonly signingSecret: string | undefined;
+  /** Worker API keys and what each may do. */
+  readonly workerKeys: ReadonlyMap<string, WorkerKeyGrant>;
   readonly mediaKeys: string | undefined;
   readonly policyFile: string | undefined;
   /** Per-kind size limits (bytes) replacing the built-in ones. */
@@ -179,6 +263,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.JWT_SECRET && e.JWT_JWKS_URL) {
     throw new ConfigError('invalid configuration:\n  JWT_SECRET and JWT_JWKS_URL are exclusive: set one');
   }
+  if (e.JWT_JWKS_URL) {
+    // An identity provider serves many applications with the same keys: without
+    // both checks, a token it issued for any of them would be accepted here.
+    const problems = [
+      jwksUrlProblem(e.JWT_JWKS_URL),
+      e.JWT_ISSUER ? undefined : 'JWT_ISSUER: required with JWT_JWKS_URL (the identity provider\'s issuer)',
+      e.JWT_AUDIENCE ? undefined : 'JWT_AUDIENCE: required with JWT_JWKS_URL (this API\'s audience at the identity provider)',
+      // Without a shared secret, each instance would key signed links and ids from its own DATA_DIR.
+      e.SIGNING_SECRET ? undefined : 'SIGNING_SECRET: required with JWT_JWKS_URL (the secret signed links and direct upload ids are derived from, the same on every instance)',
+    ].filter(Boolean);
+    if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  if (!e.WORKER_API_KEYS_ALLOW_ANY_TENANT && [...e.WORKER_API_KEYS.values()].some((g) => g.tenants === '*')) {
+    throw new ConfigError(
+      'invalid configuration:\n  WORKER_API_KEYS: a key bound to every tenant (*) needs WORKER_API_KEYS_ALLOW_ANY_TENANT=true; otherwise list its tenants (key:types:tenant1|tenant2)',
+    );
+  }
   if (e.HTTP_REQUEST_TIMEOUT_SECONDS > 0 && e.HTTP_REQUEST_TIMEOUT_SECONDS < e.HTTP_HEADERS_TIMEOUT_SECONDS) {
     throw new ConfigError('invalid configuration:\n  HTTP_REQUEST_TIMEOUT_SECONDS: must be 0 (no limit) or at least HTTP_HEADERS_TIMEOUT_SECONDS');
   }
@@ -217,7 +318,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         })
       : undefined,
     publicBaseUrl: e.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
-    jwt: Object.freeze({ secret: e.JWT_SECRET, jwksUrl: e.JWT_JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE }),
+    jwt: Object.freeze({
+      secret: e.JWT_SECRET,
+      jwksUrl: e.JWT_JWKS_URL,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      maxTokenAgeSeconds: e.JWT_MAX_TOKEN_AGE_SECONDS,
+      clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
+    }),
+    signingSecret: e.SIGNING_SECRET,
     workerKeys: e.WORKER_API_KEYS,
     mediaKeys: e.MEDIA_KEYS,
     policyFile: e.MEDIA_POLICY_FILE,

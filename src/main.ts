@@ -19,6 +19,10 @@ async function main(): Promise<void> {
     throw e;
   }
   const logger = createLogger(config.logLevel);
+  const anyTenant = [...config.workerKeys.values()].filter((g) => g.tenants === '*');
+  if (anyTenant.length > 0) {
+    logger.warn({ keys: anyTenant.length, types: [...new Set(anyTenant.flatMap((g) => [...g.types]))] }, 'worker keys bound to every tenant (WORKER_API_KEYS_ALLOW_ANY_TENANT): each reads any tenant\'s decrypted documents');
+  }
 
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;

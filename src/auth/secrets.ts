@@ -1,4 +1,4 @@
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes, hkdfSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.js';
@@ -21,13 +21,22 @@ export interface Secrets {
   readonly jwtSecret: string | undefined;
   /** Key for the HMAC of signed links (content URLs). */
   readonly linkSigningKey: Buffer;
+  /** Key for the HMAC of signed direct upload ids. */
+  readonly signedIdKey: Buffer;
+}
+
+/** A 32-byte key for one purpose, derived from the base secret (HKDF-SHA-256); different purposes give unrelated keys. */
+export function subkey(base: string, purpose: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', base, 'media-api', `media-api/${purpose}`, 32));
 }
 
 export function resolveSecrets(config: Config): Secrets {
   const jwtSecret = config.jwt.jwksUrl ? undefined : (config.jwt.secret ?? persistentSecret(config.dataDir, 'jwt-secret'));
-  // Signed links must verify on every instance: derive their key from the shared
-  // JWT secret when there is one, otherwise keep a generated one under DATA_DIR.
-  const linkBase = jwtSecret ?? persistentSecret(config.dataDir, 'link-signing-key');
-  const linkSigningKey = createHash('sha256').update('media-api/signed-links\0').update(linkBase).digest();
-  return Object.freeze({ jwtSecret, linkSigningKey });
+  // Signed links and direct upload ids must verify on every instance: their keys
+  // are separate subkeys of SIGNING_SECRET (required with JWKS), else of the shared
+  // JWT secret, else of a secret generated under DATA_DIR (one instance).
+  const base = config.signingSecret ?? jwtSecret ?? persistentSecret(config.dataDir, 'link-signing-key');
+  const linkSigningKey = subkey(base, 'signed-links');
+  const signedIdKey = subkey(base, 'direct-upload-ids');
+  return Object.freeze({ jwtSecret, linkSigningKey, signedIdKey });
 }

@@ -150,6 +150,9 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
 
       // Another tenant cannot claim it.
       const other = await gql(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId } }, { token: await app.token(newTenant()) });
+      // Bound to the user who created it: another user of the same tenant gets NOT_FOUND.
+      const colleagueTry = await gql(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId } }, { token: await app.token(tenant, { subject: 'someone-else' }) });
+      expect(codeOf(colleagueTry)).toBe('NOT_FOUND');
       expect(codeOf(other)).toBe('NOT_FOUND');
 
       const a = await create(token, { type: 'BLOB', access: 'PUBLIC', signedId: ticket.signedId, key: 'swatch' });

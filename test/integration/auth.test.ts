@@ -23,7 +23,7 @@ async function craft(claims: Record<string, unknown>, o: { secret?: string; alg?
   return new SignJWT(claims).setProtectedHeader({ alg: o.alg ?? 'HS256' }).sign(enc.encode(o.secret ?? TEST_JWT_SECRET));
 }
 
-const valid = (tenant: string) => ({ sub: 'mallory', tenant, scope: 'media:read media:create media:update media:delete', exp: now() + 3600 });
+const valid = (tenant: string) => ({ sub: 'mallory', tenant, scope: 'media:read media:create media:update media:delete', iat: now() - 5, exp: now() + 3600 });
 
 /** An unsigned token ("alg": "none"), which must never be accepted. */
 function unsigned(claims: Record<string, unknown>): string {
@@ -36,18 +36,23 @@ async function badTokens(tenant: string): Promise<[string, string][]> {
   const c = valid(tenant);
   return [
     ['expired', await craft({ ...c, exp: now() - 120 })],
+    // Beyond the maximum age (a day by default), however far away its exp.
+    ['issued two days ago, valid ten years', await craft({ ...c, iat: now() - 2 * 86400, exp: now() + 10 * 365 * 86400 })],
+    ['without iat (its age cannot be checked)', await craft({ sub: c.sub, tenant, scope: c.scope, exp: c.exp })],
+    ['issued in the future', await craft({ ...c, iat: now() + 600 })],
+    ['longer than 8 KiB', await craft({ ...c, pad: 'x'.repeat(9000) })],
     ['signed with another secret', await craft(c, { secret: 'another-secret-that-is-also-long-enough-0123456789' })],
     ['signed with HS512 (not an accepted algorithm)', await craft(c, { alg: 'HS512' })],
     ['unsigned (alg none)', unsigned(c)],
-    ['without a tenant claim', await craft({ sub: c.sub, scope: c.scope, exp: c.exp })],
+    ['without a tenant claim', await craft({ sub: c.sub, scope: c.scope, iat: c.iat, exp: c.exp })],
     ['with an upper-case tenant', await craft({ ...c, tenant: 'Acme' })],
     ['with a too short tenant', await craft({ ...c, tenant: 'ab' })],
     ['with a tenant starting with a digit', await craft({ ...c, tenant: '1acme' })],
     ['with a too long tenant', await craft({ ...c, tenant: 'a'.repeat(17) })],
     ['with a tenant that tries SQL', await craft({ ...c, tenant: "acme' OR '1'='1" })],
     ['with a numeric tenant', await craft({ ...c, tenant: 12345 })],
-    ['without exp', await craft({ sub: c.sub, tenant, scope: c.scope })],
-    ['without sub', await craft({ tenant, scope: c.scope, exp: c.exp })],
+    ['without exp', await craft({ sub: c.sub, tenant, scope: c.scope, iat: c.iat })],
+    ['without sub', await craft({ tenant, scope: c.scope, iat: c.iat, exp: c.exp })],
     // The subject is stored as created_by: a NUL there was an internal error on upload.
     ['with a NUL in sub', await craft({ ...c, sub: 'mal\u0000lory' })],
     ['with a numeric sub', await craft({ ...c, sub: 42 })],
@@ -107,8 +112,22 @@ describe('GraphQL authentication', () => {
     expect(good.data?.media).toBeNull();
   });
 
+  it('a token just under 8 KiB is accepted; one over it is UNAUTHENTICATED saying so', async () => {
+    const tenant = newTenant('auth');
+    const base = await craft(valid(tenant));
+    const under = await craft({ ...valid(tenant), pad: 'x'.repeat(Math.floor((8 * 1024 - base.length) * 0.75) - 20) });
+    expect(under.length).toBeLessThanOrEqual(8 * 1024);
+    expect(under.length).toBeGreaterThan(8 * 1024 - 64);
+    const good = await gql(app.url, MediaDocument, { id: randomUUID() }, { token: under });
+    expect(good.errors).toBeUndefined();
+    const r = await gql(app.url, MediaDocument, { id: randomUUID() }, { token: await craft({ ...valid(tenant), pad: 'x'.repeat(8 * 1024) }) });
+    expect(codeOf(r)).toBe('UNAUTHENTICATED');
+    expect(r.errors?.[0]?.message).toBe('Token too long');
+  });
+
   it('an expired token says so', async () => {
-    const r = await gql(app.url, MediaDocument, { id: randomUUID() }, { token: await craft({ ...valid(newTenant('auth')), exp: now() - 10 }) });
+    // Past the 30-second clock tolerance.
+    const r = await gql(app.url, MediaDocument, { id: randomUUID() }, { token: await craft({ ...valid(newTenant('auth')), exp: now() - 60 }) });
     expect(codeOf(r)).toBe('UNAUTHENTICATED');
     expect(r.errors?.[0]?.message).toMatch(/expired/i);
   });

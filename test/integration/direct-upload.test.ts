@@ -169,6 +169,15 @@ describe(`direct uploads (${STORAGE_DRIVER})`, () => {
 
     const otherToken = await app.token(newTenant());
     expect(codeOf(await gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c' } }, { token: otherToken }))).toBe('NOT_FOUND');
+    // A signed id is bound to the user who created it: another user of the same tenant cannot complete it.
+    const colleague = await app.token(tenant, { subject: 'someone-else' });
+    expect(codeOf(await gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c' } }, { token: colleague }))).toBe('NOT_FOUND');
+    // Nor can an id re-signed for another owner be made without the key.
+    const [body] = t.signedId.split('.');
+    const fields = JSON.parse(Buffer.from(body!, 'base64url').toString()) as unknown[];
+    fields[2] = 'x'.repeat(22);
+    const reowned = `${Buffer.from(JSON.stringify(fields)).toString('base64url')}.${t.signedId.split('.')[1]}`;
+    expect(codeOf(await gql(app.url, CompleteDirectUploadDocument, { signedId: reowned, entity: { type: 'company', id: 'c' } }, { token: colleague }))).toBe('BAD_USER_INPUT');
 
     const sensitive = await gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'person', id: 'x' } }, { token });
     expect(codeOf(sensitive)).toBe('BAD_USER_INPUT');
@@ -176,9 +185,9 @@ describe(`direct uploads (${STORAGE_DRIVER})`, () => {
     expect(codeOf(critical)).toBe('BAD_USER_INPUT');
 
     // An expired id, signed with the service's own key (so only the expiry is wrong).
-    const ids = new SignedIds(resolveSecrets(app.services.config).linkSigningKey);
-    const payload = JSON.parse(Buffer.from(t.signedId.split('.')[0]!, 'base64url').toString()) as [string, string, number];
-    const expired = ids.sign({ id: payload[0], tenant: payload[1], exp: Math.floor(Date.now() / 1000) - 5 });
+    const ids = new SignedIds(resolveSecrets(app.services.config).signedIdKey);
+    const payload = JSON.parse(Buffer.from(t.signedId.split('.')[0]!, 'base64url').toString()) as [string, string, string, number];
+    const expired = ids.sign({ id: payload[0], tenant: payload[1], owner: payload[2], exp: Math.floor(Date.now() / 1000) - 5 });
     const r = await gql(app.url, CompleteDirectUploadDocument, { signedId: expired, entity: { type: 'company', id: 'c' } }, { token });
     expect(codeOf(r)).toBe('BAD_USER_INPUT');
     expect(r.errors?.[0]?.message).toMatch(/expired/);

@@ -19,7 +19,7 @@ const PART = 8 * MiB; // the driver's default part size
 const LIVE = 'live';
 const OLD = 'old';
 const MEDIA_KEYS = `${LIVE}:${randomBytes(32).toString('base64')},${OLD}:${randomBytes(32).toString('base64')}`;
-const WORKER_KEY = 'worker-key-0123456789abcdef';
+const WORKER_KEY = 'wk-rgw-Fj3Kp9Wq2Ze6Tn0Ub4Ys8Ld1Mx5Rc7';
 const worker = (tenant: string, type: string) => ({ headers: { authorization: `Bearer ${WORKER_KEY}`, 'x-worker-type': type, 'x-tenant-id': tenant } });
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const MARKER = Buffer.from('CONFIDENTIAL-LEASE-CLAUSE ');
@@ -60,7 +60,7 @@ function recording(storage: Storage): Storage {
 let app: TestApp;
 beforeAll(async () => {
   if (S3_STORE !== 'rgw') throw new Error('rgw-sse-c.test.ts runs on Ceph RGW only (TEST_RGW=1 npx vitest run --project rgw)');
-  app = await startTestApp({ storage: (_dir, real) => recording(real), env: { MEDIA_KEYS, WORKER_API_KEYS: `${WORKER_KEY}:signature-processor|otp-validator` } });
+  app = await startTestApp({ storage: (_dir, real) => recording(real), env: { MEDIA_KEYS, WORKER_API_KEYS: `${WORKER_KEY}:signature-processor|otp-validator:*`, WORKER_API_KEYS_ALLOW_ANY_TENANT: 'true' } });
 });
 afterAll(() => app?.close());
 beforeEach(() => {

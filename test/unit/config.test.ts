@@ -13,8 +13,9 @@ function configError(env: Record<string, string>): ConfigError {
   throw new Error(`expected ${JSON.stringify(env)} to be refused`);
 }
 
-const KEY_A = 'a'.repeat(16);
-const KEY_B = 'worker-key-0123456789';
+// Worker keys as generated (openssl rand -base64 32 / -hex 16).
+const KEY_A = 'Qm9vZ2x5LXdvcmtlci1rZXktQWxwaGEtOTk3Mw==';
+const KEY_B = '5f1c9e2ab7d04c83a6e19b0f2d47c8e1';
 
 describe('loadConfig', () => {
   it('has the documented defaults with an empty environment', () => {
@@ -27,7 +28,7 @@ describe('loadConfig', () => {
       databasePoolSize: 10,
       s3: undefined,
       publicBaseUrl: undefined,
-      jwt: { secret: undefined, jwksUrl: undefined, issuer: undefined, audience: undefined },
+      jwt: { secret: undefined, jwksUrl: undefined, issuer: undefined, audience: undefined, maxTokenAgeSeconds: 86_400, clockToleranceSeconds: 30 },
       mediaKeys: undefined,
       policyFile: undefined,
       logLevel: 'info',
@@ -131,11 +132,13 @@ describe('loadConfig', () => {
   });
 
   describe('WORKER_API_KEYS', () => {
-    it('parses key:type1|type2 entries separated by commas, trimming blanks', () => {
-      const c = loadConfig({ WORKER_API_KEYS: `${KEY_A}:signature-processor|otp-validator, ${KEY_B}: ocr ` });
+    it('parses key:types:tenants entries separated by commas, trimming blanks', () => {
+      const c = loadConfig({ WORKER_API_KEYS: `${KEY_A}:signature-processor|otp-validator:acme|globex, ${KEY_B}: ocr : acme ` });
       expect([...c.workerKeys.keys()]).toEqual([KEY_A, KEY_B]);
-      expect([...c.workerKeys.get(KEY_A)!]).toEqual(['signature-processor', 'otp-validator']);
-      expect([...c.workerKeys.get(KEY_B)!]).toEqual(['ocr']);
+      expect([...c.workerKeys.get(KEY_A)!.types]).toEqual(['signature-processor', 'otp-validator']);
+      expect([...(c.workerKeys.get(KEY_A)!.tenants as Set<string>)]).toEqual(['acme', 'globex']);
+      expect([...c.workerKeys.get(KEY_B)!.types]).toEqual(['ocr']);
+      expect([...(c.workerKeys.get(KEY_B)!.tenants as Set<string>)]).toEqual(['acme']);
     });
 
     it('an empty value means no worker keys', () => {
@@ -143,15 +146,88 @@ describe('loadConfig', () => {
       expect(loadConfig({ WORKER_API_KEYS: '   ' }).workerKeys.size).toBe(0);
     });
 
+    it('refuses an entry of the old format (no tenants), explaining the new one and never printing the key', () => {
+      const e = configError({ WORKER_API_KEYS: `${KEY_A}:signature-processor|otp-validator` });
+      expect(e.message).toMatch(/WORKER_API_KEYS/);
+      expect(e.message).toMatch(/names no tenants/);
+      expect(e.message).toContain('key:type1|type2:tenant1|tenant2');
+      expect(e.message).not.toContain(KEY_A);
+    });
+
+    it('a key for every tenant (*) needs WORKER_API_KEYS_ALLOW_ANY_TENANT=true', () => {
+      const e = configError({ WORKER_API_KEYS: `${KEY_A}:ocr:*` });
+      expect(e.message).toMatch(/WORKER_API_KEYS_ALLOW_ANY_TENANT/);
+      expect(loadConfig({ WORKER_API_KEYS: `${KEY_A}:ocr:*`, WORKER_API_KEYS_ALLOW_ANY_TENANT: 'true' }).workerKeys.get(KEY_A)!.tenants).toBe('*');
+      expect(configError({ WORKER_API_KEYS: `${KEY_A}:ocr:*`, WORKER_API_KEYS_ALLOW_ANY_TENANT: 'false' }).message).toMatch(/WORKER_API_KEYS_ALLOW_ANY_TENANT/);
+    });
+
     it.each([
       ['a key without types', KEY_A],
-      ['a key with an empty type list', `${KEY_A}:`],
-      ['a key of 15 characters', `${'k'.repeat(15)}:ocr`],
-      ['a second key of 15 characters padded with a blank to 16', `${KEY_A}:ocr, ${'k'.repeat(15)}:ocr`],
-      ['a key bound to no type at all', `${KEY_A}:|`],
-      ['an empty key', ':ocr'],
+      ['a key with an empty type list', `${KEY_A}::acme`],
+      ['a key bound to no type at all', `${KEY_A}:|:acme`],
+      ['a key bound to no tenant', `${KEY_A}:ocr:`],
+      ['a key bound to an invalid tenant', `${KEY_A}:ocr:Acme`],
+      ['a tenant list mixing * and names', `${KEY_A}:ocr:acme|*`],
+      ['an empty key', ':ocr:acme'],
+      ['too many fields', `${KEY_A}:ocr:acme:extra`],
+      ['a key of 31 characters', `${KEY_B.slice(0, 31)}:ocr:acme`],
+      ['a second key that is too short', `${KEY_A}:ocr:acme, ${'k'.repeat(16)}:ocr:acme`],
+      ['a low-entropy key of one character', `${'a'.repeat(40)}:ocr:acme`],
+      ['a low-entropy key of few characters', `${'abcabcabdabcabcabcabdabcabcabcab'}:ocr:acme`],
+      ['a short pattern repeated', `${'0123456789ab'.repeat(3)}:ocr:acme`],
+      ['a key dominated by one character', `${'x'.repeat(16)}0123456789abcdefghijk:ocr:acme`],
+      ['a key with a blank inside', `${KEY_B.slice(0, 16)} ${KEY_B.slice(16)}:ocr:acme`],
+      ['the same key twice', `${KEY_A}:ocr:acme,${KEY_A}:otp-validator:acme`],
     ])('refuses %s, naming WORKER_API_KEYS', (_name, value) => {
-      expect(configError({ WORKER_API_KEYS: value }).message).toMatch(/WORKER_API_KEYS/);
+      const e = configError({ WORKER_API_KEYS: value });
+      expect(e.message).toMatch(/WORKER_API_KEYS/);
+      expect(e.message).not.toContain(KEY_A);
+    });
+
+    it('accepts generated keys (hex, base64, base64url)', () => {
+      for (const key of [KEY_A, KEY_B, 'pX3v_9QzL-2mN8rT4wYb6cD1eF0gH7jK5sA']) {
+        expect(loadConfig({ WORKER_API_KEYS: `${key}:ocr:acme` }).workerKeys.has(key)).toBe(true);
+      }
+    });
+  });
+
+  describe('JWT settings', () => {
+    const JWKS = { JWT_JWKS_URL: 'https://idp.example.com/.well-known/jwks.json', JWT_ISSUER: 'https://idp.example.com/', JWT_AUDIENCE: 'media-api', SIGNING_SECRET: 'Zk3Qp8Wn2Rt6Yv0Bx4Mc9Ld1Hs5Jf7Ga3Ue' };
+
+    it('accepts JWKS over https with an issuer and an audience', () => {
+      expect(loadConfig(JWKS).jwt).toMatchObject({ jwksUrl: JWKS.JWT_JWKS_URL, issuer: JWKS.JWT_ISSUER, audience: 'media-api' });
+    });
+
+    it('refuses a JWKS URL over http to a host other than this machine', () => {
+      for (const url of ['http://idp.example.com/jwks.json', 'http://10.0.0.5/jwks.json', 'http://127.0.0.1.nip.io/jwks.json', 'ftp://idp.example.com/jwks.json']) {
+        expect(configError({ ...JWKS, JWT_JWKS_URL: url }).message, url).toMatch(/JWT_JWKS_URL: must be an https: URL/);
+      }
+    });
+
+    it('accepts JWKS over http to a loopback host (local identity providers, tests)', () => {
+      for (const url of ['http://127.0.0.1:8080/jwks.json', 'http://localhost:9/jwks', 'http://[::1]:8080/jwks.json', 'http://127.1.2.3/jwks']) {
+        expect(loadConfig({ ...JWKS, JWT_JWKS_URL: url }).jwt.jwksUrl, url).toBe(url);
+      }
+    });
+
+    it('refuses JWKS without JWT_ISSUER or without JWT_AUDIENCE', () => {
+      expect(configError({ ...JWKS, JWT_ISSUER: '' }).message).toMatch(/JWT_ISSUER: required with JWT_JWKS_URL/);
+      expect(configError({ ...JWKS, JWT_AUDIENCE: ' ' }).message).toMatch(/JWT_AUDIENCE: required with JWT_JWKS_URL/);
+      const both = configError({ JWT_JWKS_URL: JWKS.JWT_JWKS_URL }).message;
+      expect(both).toMatch(/JWT_ISSUER/);
+      expect(both).toMatch(/JWT_AUDIENCE/);
+    });
+
+    it('refuses JWKS without SIGNING_SECRET (links and direct upload ids must verify on every instance)', () => {
+      expect(configError({ ...JWKS, SIGNING_SECRET: '' }).message).toMatch(/SIGNING_SECRET: required with JWT_JWKS_URL/);
+      expect(configError({ ...JWKS, SIGNING_SECRET: 'short' }).message).toMatch(/SIGNING_SECRET/);
+    });
+
+    it('reads the maximum token age and the clock tolerance, within bounds', () => {
+      expect(loadConfig({ JWT_MAX_TOKEN_AGE_SECONDS: '3600', JWT_CLOCK_TOLERANCE_SECONDS: '0' }).jwt).toMatchObject({ maxTokenAgeSeconds: 3600, clockToleranceSeconds: 0 });
+      expect(configError({ JWT_MAX_TOKEN_AGE_SECONDS: '10' }).message).toMatch(/JWT_MAX_TOKEN_AGE_SECONDS/);
+      expect(configError({ JWT_MAX_TOKEN_AGE_SECONDS: String(365 * 24 * 3600) }).message).toMatch(/JWT_MAX_TOKEN_AGE_SECONDS/);
+      expect(configError({ JWT_CLOCK_TOLERANCE_SECONDS: '3600' }).message).toMatch(/JWT_CLOCK_TOLERANCE_SECONDS/);
     });
   });
 

@@ -5,7 +5,8 @@ import { loadConfig } from '../../src/config.js';
 import type { Secrets } from '../../src/auth/secrets.js';
 
 const SECRET = 'unit-secret-unit-secret-unit-secret-0123';
-const auth = () => createAuthenticator(loadConfig({ JWT_SECRET: SECRET, DATA_DIR: '/tmp/unused' }), { jwtSecret: SECRET } as Secrets);
+// No clock tolerance: these tests look at the exact moment a token stops working.
+const auth = () => createAuthenticator(loadConfig({ JWT_SECRET: SECRET, DATA_DIR: '/tmp/unused', JWT_CLOCK_TOLERANCE_SECONDS: '0' }), { jwtSecret: SECRET } as Secrets);
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 // Verified tokens are remembered (tokens.ts); remembering must never let through
@@ -14,7 +15,7 @@ describe('verified-token cache', () => {
   it('refuses a token once it expires, though it was accepted (and remembered) before', async () => {
     const a = auth();
     const exp = Math.floor(Date.now() / 1000) + 2;
-    const token = await new SignJWT({ tenant: 'acme', scope: 'media:read' }).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setExpirationTime(exp).sign(new TextEncoder().encode(SECRET));
+    const token = await new SignJWT({ tenant: 'acme', scope: 'media:read' }).setProtectedHeader({ alg: 'HS256' }).setSubject('u').setIssuedAt().setExpirationTime(exp).sign(new TextEncoder().encode(SECRET));
     expect(await a.authenticate(bearer(token))).toMatchObject({ kind: 'user', tenant: 'acme' });
     expect(await a.authenticate(bearer(token))).toMatchObject({ kind: 'user', tenant: 'acme' });
     await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 50));

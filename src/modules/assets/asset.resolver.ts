@@ -31,7 +31,7 @@ export class AssetResolver {
   @Mutation(() => Asset, { description: 'Creates a BLOB asset (file or signedId; sniffed, at most 50 MB) or a LINK asset (absolute http(s) url).' })
   async createAsset(@Arg('input', () => CreateAssetInput) input: CreateAssetInput, @Ctx() ctx: Context): Promise<AssetRecord> {
     const user = requireUser(ctx, 'asset:manage');
-    return ctx.services.assets.create(user.tenant, input);
+    return ctx.services.assets.create(user.tenant, user.subject, input);
   }
 
   @Mutation(() => Asset, { description: 'Changes an asset at the version the caller read (else CONFLICT, nothing changed); a new file replaces the old one.' })

@@ -146,7 +146,8 @@ export class AssetService {
     return e;
   }
 
-  async create(tenant: string, input: CreateAssetArgs): Promise<AssetRecord> {
+  /** `subject`: the user creating it (a signedId must be one they created). */
+  async create(tenant: string, subject: string, input: CreateAssetArgs): Promise<AssetRecord> {
     let fields: ReturnType<AssetService['checkCreate']>;
     try {
       fields = this.checkCreate(input);
@@ -159,7 +160,7 @@ export class AssetService {
     if (input.type === 'BLOB' && !input.file) {
       // A direct upload: its verified bytes are copied into the new asset's first revision folder.
       const folder = assetKeys.revision(tenant, id, revision(1));
-      return this.deps.directUploads.claimForAsset(tenant, input.signedId!, { limit: ASSET_MAX_BYTES, destination: `${folder}original` }, async (upload, finish) => {
+      return this.deps.directUploads.claimForAsset(tenant, subject, input.signedId!, { limit: ASSET_MAX_BYTES, destination: `${folder}original` }, async (upload, finish) => {
         const blob = await this.withVariants(folder, {
           storageKey: upload.storageKey,
           fileName: sanitiseFileName(fields.filename ?? upload.fileName, upload.mime),

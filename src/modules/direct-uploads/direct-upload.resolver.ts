@@ -16,7 +16,7 @@ export class DirectUploadResolver {
     const user = requireUser(ctx);
     // The ticket becomes a media (completeDirectUpload, media:create) or an asset (createAsset, asset:manage).
     if (!user.scopes.has('media:create') && !user.scopes.has('asset:manage')) throw errors.forbiddenAny(['media:create', 'asset:manage']);
-    return ctx.services.directUploads.create(user.tenant, input);
+    return ctx.services.directUploads.create(user.tenant, user.subject, input);
   }
 
   @Mutation(() => Media, { description: 'Verifies a direct upload (existence, size, checksum, detected type) and creates the media like upload. A signed id works once; a completion that fails leaves it usable until it expires.' })

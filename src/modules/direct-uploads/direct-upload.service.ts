@@ -17,7 +17,7 @@ import type { UploadService } from '../media/upload.service.js';
 import { sanitiseFileName } from '../media/file-name.js';
 import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, type PolicyRegistry } from '../policy/policy.js';
-import type { SignedIds } from './signed-id.js';
+import { subjectTag, type SignedIds } from './signed-id.js';
 
 export interface DirectUploadDeps {
   prisma: PrismaClient;
@@ -118,7 +118,7 @@ export const directUploadPath = (signedId: string) => `/direct-uploads/${encodeU
 export class DirectUploadService {
   constructor(private readonly deps: DirectUploadDeps) {}
 
-  async create(tenant: string, input: { filename: string; contentType: string; byteSize: number; checksum: string; contentMd5?: string | null }): Promise<DirectUploadTicket> {
+  async create(tenant: string, subject: string, input: { filename: string; contentType: string; byteSize: number; checksum: string; contentMd5?: string | null }): Promise<DirectUploadTicket> {
     const filename = sanitiseFileName(input.filename);
     const contentType = normaliseMime(input.contentType) ?? '';
     if (!SUPPORTED_TYPES.has(contentType)) throw errors.unsupportedType(`Content type "${input.contentType}" is not supported`);
@@ -154,7 +154,7 @@ export class DirectUploadService {
       throw tooManyTickets(cap, soonest?.at ? Math.max(1, Math.ceil((soonest.at.getTime() - Date.now()) / 1000)) : 1);
     }
     // The MD5 rides in the signed id (tamper-proof): the service's own endpoint checks it there.
-    const signedId = this.deps.signedIds.sign({ id, tenant, exp: Math.floor(expiresAt.getTime() / 1000), ...(contentMd5 ? { md5: contentMd5 } : {}) });
+    const signedId = this.deps.signedIds.sign({ id, tenant, owner: subjectTag(subject), exp: Math.floor(expiresAt.getTime() / 1000), ...(contentMd5 ? { md5: contentMd5 } : {}) });
     const url = this.deps.storage.presignPut
       ? await this.deps.storage.presignPut(key, { expiresIn: this.deps.ttlSeconds, contentType, size: input.byteSize, ...(contentMd5 ? { contentMd5 } : {}) })
       : `${this.deps.baseUrl()}${directUploadPath(signedId)}`;
@@ -177,13 +177,13 @@ export class DirectUploadService {
     };
   }
 
-  /** Checks a signed id and returns its upload row id; the caller's tenant must be the id's. */
-  private open(signedId: string, tenant: string, field: string): string {
+  /** Checks a signed id and returns its upload row id; the caller's tenant and subject must be the id's. */
+  private open(signedId: string, tenant: string, subject: string, field: string): string {
     const check = this.deps.signedIds.verify(signedId);
     if (!check.ok) {
       throw errors.badInput(field, check.reason === 'expired' ? 'The direct upload has expired' : 'Invalid signed id');
     }
-    if (check.payload.tenant !== tenant) throw errors.notFound('Direct upload', 'for this signed id');
+    if (check.payload.tenant !== tenant || check.payload.owner !== subjectTag(subject)) throw errors.notFound('Direct upload', 'for this signed id');
     return check.payload.id;
   }
 
@@ -256,7 +256,7 @@ export class DirectUploadService {
     createdBy: string,
     args: { signedId: string; entity: EntityRef; tags?: string[] | null; role?: MediaRole | null },
   ): Promise<MediaRecord> {
-    this.open(args.signedId, tenant, 'signedId');
+    this.open(args.signedId, tenant, createdBy, 'signedId');
     const policy = this.deps.policies.get(args.entity.type, 'entity.type');
     if (policy.securityLevel !== 'STANDARD' || (args.role && CRITICAL_ROLES.has(args.role))) {
       throw errors.badInput('entity', `Direct uploads are for STANDARD content only; "${args.entity.type}" content must be sent with upload`);
@@ -268,7 +268,7 @@ export class DirectUploadService {
       destination: objectKeys.original(tenant, mediaId),
       limitFor: (mime) => this.deps.policies.limitFor(plan.policy, mime),
     };
-    return this.withClaim(tenant, args.signedId, options, async (upload, finish) => {
+    return this.withClaim(tenant, createdBy, args.signedId, options, async (upload, finish) => {
       try {
         const kind = SUPPORTED_TYPES.get(upload.mime)!.kind;
         const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, mediaId, upload.mime, this.deps.images) : undefined;
@@ -309,6 +309,7 @@ export class DirectUploadService {
    */
   claimForAsset<T>(
     tenant: string,
+    subject: string,
     signedId: string,
     o: { limit: number; destination: string; field?: string },
     use: (upload: VerifiedUpload, finish: FinishClaim) => Promise<T>,
@@ -317,7 +318,7 @@ export class DirectUploadService {
       if (!SUPPORTED_TYPES.has(mime)) throw errors.unsupportedType(`Content of type ${mime} is not supported`);
       return o.limit;
     };
-    return this.withClaim(tenant, signedId, { field: o.field ?? 'input.signedId', destination: o.destination, limitFor }, use);
+    return this.withClaim(tenant, subject, signedId, { field: o.field ?? 'input.signedId', destination: o.destination, limitFor }, use);
   }
 
   /**
@@ -326,8 +327,8 @@ export class DirectUploadService {
    * `destination` is deleted and the claim released, so the ticket stays usable;
    * on success, the staged object is deleted.
    */
-  private async withClaim<T>(tenant: string, signedId: string, o: ClaimOptions, use: (upload: VerifiedUpload, finish: FinishClaim) => Promise<T>): Promise<T> {
-    const id = this.open(signedId, tenant, o.field);
+  private async withClaim<T>(tenant: string, subject: string, signedId: string, o: ClaimOptions, use: (upload: VerifiedUpload, finish: FinishClaim) => Promise<T>): Promise<T> {
+    const id = this.open(signedId, tenant, subject, o.field);
     const token = randomUUID();
     const row = await this.claim(tenant, id, token, o.field);
     let result: T;

@@ -1,13 +1,23 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 export interface SignedIdPayload {
   /** Direct upload id (and future media id). */
   id: string;
   tenant: string;
+  /** subjectTag() of the user who created it: only they complete it. */
+  owner: string;
   /** Expiry, seconds since the epoch. */
   exp: number;
   /** Base64 MD5 the PUT must match, when the client declared one. */
   md5?: string;
+}
+
+/**
+ * Stands for a user's subject inside a signed id: a truncated SHA-256 (128 bits),
+ * so that ids stay short and a subject never appears in an upload URL or a log.
+ */
+export function subjectTag(subject: string): string {
+  return createHash('sha256').update('direct-upload-owner\0').update(subject).digest('base64url').slice(0, 22);
 }
 
 export type SignedIdCheck = { ok: true; payload: SignedIdPayload } | { ok: false; reason: 'malformed' | 'forged' | 'expired' };
@@ -25,7 +35,7 @@ export class SignedIds {
   }
 
   sign(payload: SignedIdPayload): string {
-    const fields: unknown[] = [payload.id, payload.tenant, payload.exp];
+    const fields: unknown[] = [payload.id, payload.tenant, payload.owner, payload.exp];
     if (payload.md5) fields.push(payload.md5);
     const body = Buffer.from(JSON.stringify(fields)).toString('base64url');
     return `${body}.${this.mac(body)}`;
@@ -43,11 +53,11 @@ export class SignedIds {
     } catch {
       return { ok: false, reason: 'malformed' };
     }
-    if (!Array.isArray(parsed) || (parsed.length !== 3 && parsed.length !== 4)) return { ok: false, reason: 'malformed' };
-    const [id, tenant, exp, md5] = parsed as [unknown, unknown, unknown, unknown];
-    if (typeof id !== 'string' || typeof tenant !== 'string' || typeof exp !== 'number') return { ok: false, reason: 'malformed' };
+    if (!Array.isArray(parsed) || (parsed.length !== 4 && parsed.length !== 5)) return { ok: false, reason: 'malformed' };
+    const [id, tenant, owner, exp, md5] = parsed as [unknown, unknown, unknown, unknown, unknown];
+    if (typeof id !== 'string' || typeof tenant !== 'string' || typeof owner !== 'string' || typeof exp !== 'number') return { ok: false, reason: 'malformed' };
     if (md5 !== undefined && typeof md5 !== 'string') return { ok: false, reason: 'malformed' };
     if (exp * 1000 <= now) return { ok: false, reason: 'expired' };
-    return { ok: true, payload: { id, tenant, exp, ...(md5 !== undefined ? { md5 } : {}) } };
+    return { ok: true, payload: { id, tenant, owner, exp, ...(md5 !== undefined ? { md5 } : {}) } };
   }
 }
