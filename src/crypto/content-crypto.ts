@@ -235,7 +235,10 @@ export class ContentCrypto {
    * In app mode the authenticated plaintext of `from` streams straight into the
    * encrypting writer of `to` (different keys, so nothing is spooled to disk); with
    * `checksum`, content that does not match it fails the write and nothing is kept.
-   * Either way the copy's size is checked against `plainSize`.
+   * Either way the copy's size is checked against `plainSize`. `mode` is how `from`
+   * is stored (its row's encryption_mode); the copy is written in this process's
+   * mode, so a media moves from 'app' to 'sse-c' (streamed, never copied by the
+   * store) when the process uses SSE-C.
    *
    * A store that refuses to copy SSE-C objects (Ceph RGW 16.2: 501) gets
    * the same streaming as app mode instead: GET with the old customer key piped
