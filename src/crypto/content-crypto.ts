@@ -140,7 +140,7 @@ export class ContentCrypto {
     else reason = 'store enforces SSE-C over http: on loopback (S3_SSE_C_OVER_HTTP=loopback)';
     const mode: EncryptionMode = probe.enforced && (t.https || (o.sseCOverHttp === 'loopback' && t.loopback)) ? 'sse-c' : 'app';
     const details = { ...facts, mode, reason, endpoint: t.endpoint, probe: probe.reason };
-    if (mode === 'sse-c') logger.info(details, 'encryption at rest: SSE-C (the store encrypts with customer keys)');
+    if (mode === 'sse-c') logger.info(details, 'encryption at rest: SSE-C (the store enforces customer keys)');
     else logger.warn(details, 'encryption at rest: AES-256-GCM segments (application side), not SSE-C');
     return { mode, reason, legacyMode };
   }
