@@ -191,6 +191,8 @@ export async function startBenchStore(driver: 's3' | 'rgw', dir: string, bucket:
       AWS_ACCESS_KEY_ID: credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
       AWS_REGION: 'us-east-1',
+      // RGW runs over plain http on loopback: SSE-C there needs the explicit allowance.
+      ...(driver === 'rgw' ? { S3_SSE_C_OVER_HTTP: 'loopback' } : {}),
     },
     stop,
   };

@@ -25,7 +25,7 @@ import { DirectUploadService } from './modules/direct-uploads/direct-upload.serv
 import { SignedIds } from './modules/direct-uploads/signed-id.js';
 import { SweepService } from './modules/sweep/sweep.service.js';
 import { KeyRing } from './crypto/key-ring.js';
-import { ContentCrypto } from './crypto/content-crypto.js';
+import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js';
 import { ExpensiveQueries } from './db/expensive-queries.js';
 import { ImageQueue } from './modules/media/image-queue.js';
 import { KeyRotation, removeStaleRotationSpools } from './crypto/rotation.js';
@@ -95,7 +95,9 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   metrics.observeQueue('image_jobs', 'image decode and resize jobs', () => images.stats());
   metrics.observeQueue('expensive_queries', 'expensive queries (regular expressions, searches, many-tag counts)', () => expensiveQueries.stats().shared);
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);
-  const crypto = new ContentCrypto(ring, await ContentCrypto.detectMode(storage, ring, logger));
+  const decision = await ContentCrypto.detectMode(storage, ring, logger, { sseCOverHttp: config.sseCOverHttp });
+  await reconcileStoredModes(db.prisma, decision, logger);
+  const crypto = new ContentCrypto(ring, decision);
   const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images });
   const directUploads = new DirectUploadService({
     prisma: db.prisma,

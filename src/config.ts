@@ -116,6 +116,7 @@ const EnvSchema = z.object({
   S3_REGION: optionalString,
   S3_FORCE_PATH_STYLE: boolString,
   S3_CHECKSUMS: z.enum(['when_required', 'when_supported']).default('when_required'),
+  S3_SSE_C_OVER_HTTP: optionalString.pipe(z.enum(['loopback']).optional()),
   PUBLIC_BASE_URL: optionalString.pipe(z.string().url().optional()),
   JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
@@ -182,6 +183,12 @@ export interface Config {
         readonly checksums: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
       }
     | undefined;
+  /**
+   * SSE-C over a plain http: endpoint: never by default (the customer key, and the
+   * plaintext, would travel in clear); 'loopback' allows it when the endpoint's host
+   * is 127.0.0.1, ::1 or localhost (tests, a store on the same machine).
+   */
+  readonly sseCOverHttp: 'loopback' | undefined;
   readonly publicBaseUrl: string | undefined;
   readonly jwt: {
     readonly secret: string | undefined;
@@ -317,6 +324,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           checksums: e.S3_CHECKSUMS === 'when_supported' ? ('WHEN_SUPPORTED' as const) : ('WHEN_REQUIRED' as const),
         })
       : undefined,
+    sseCOverHttp: e.S3_SSE_C_OVER_HTTP,
     publicBaseUrl: e.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
     jwt: Object.freeze({
       secret: e.JWT_SECRET,

@@ -6,7 +6,7 @@
 // Run one at a time. With the embedded default, stop the service first.
 import { parseArgs } from 'node:util';
 import { KeyRing } from '../crypto/key-ring.js';
-import { ContentCrypto } from '../crypto/content-crypto.js';
+import { ContentCrypto, reconcileStoredModes } from '../crypto/content-crypto.js';
 import { KeyRotation } from '../crypto/rotation.js';
 import { runCli } from './bootstrap.js';
 
@@ -14,7 +14,9 @@ const { values } = parseArgs({ options: { tenant: { type: 'string' } } });
 
 await runCli(async ({ config, logger, db, storage }) => {
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);
-  const crypto = new ContentCrypto(ring, await ContentCrypto.detectMode(storage, ring, logger));
+  const decision = await ContentCrypto.detectMode(storage, ring, logger, { sseCOverHttp: config.sseCOverHttp });
+  await reconcileStoredModes(db.prisma, decision, logger);
+  const crypto = new ContentCrypto(ring, decision);
   const report = await new KeyRotation({ prisma: db.prisma, storage, crypto, logger }).run(values.tenant ? { tenant: values.tenant } : {});
   console.log(JSON.stringify({ activeKey: ring.active.kid, ...report }));
   if (report.failed.length) process.exitCode = 1;

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from '../logger.js';
+import type { PrismaClient } from '../generated/prisma/client.js';
 import { CopyNotSupported, type ByteRange, type Storage } from '../storage/storage.js';
 import type { KeyRing } from './key-ring.js';
 import { errors } from '../errors/index.js';
@@ -13,8 +14,23 @@ import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, M
  */
 export type EncryptionMode = 'app' | 'sse-c';
 
+/**
+ * The mode chosen at start and why. `mode` is what new objects are written with;
+ * `legacyMode` is what media encrypted before modes were recorded per object
+ * (encryption_mode NULL) were written with: what the start-up probe of that time
+ * concluded against this store (local disk: 'app'; S3: 'sse-c' when a keyless GET
+ * failed with any 4xx).
+ */
+export interface ModeDecision {
+  mode: EncryptionMode;
+  reason: string;
+  legacyMode: EncryptionMode;
+}
+
 export interface SealedObject {
   kid: string;
+  /** How the object is stored (the process's mode when it was written). */
+  mode: EncryptionMode;
   /** Plaintext bytes written. */
   plainSize: number;
   /** Bytes the storage holds. */
@@ -29,6 +45,8 @@ export interface OpenOptions {
   range?: ByteRange;
   /** Hex SHA-256 of the whole plaintext; checked on full reads before the last bytes leave. */
   checksum?: string;
+  /** The mode the object was written with (its row's encryption_mode); absent: a legacy row. */
+  mode?: EncryptionMode | null;
 }
 
 async function readAll(s: Readable, max: number): Promise<Buffer> {
@@ -75,33 +93,56 @@ export class VerifyChecksum extends Transform {
 export class ContentCrypto {
   /** Set once the store refused a server-side copy of an SSE-C object (see reseal). */
   private copyRefused = false;
+  /** The mode new objects are written with. */
+  readonly mode: EncryptionMode;
+  /** The mode of objects whose row records none (written before modes were recorded). */
+  readonly legacyMode: EncryptionMode;
 
   constructor(
     readonly ring: KeyRing,
-    readonly mode: EncryptionMode,
+    decision: EncryptionMode | ModeDecision,
     private readonly segmentSize = DEFAULT_SEGMENT_SIZE,
-  ) {}
+  ) {
+    this.mode = typeof decision === 'string' ? decision : decision.mode;
+    this.legacyMode = typeof decision === 'string' ? decision : decision.legacyMode;
+  }
+
+  /** The mode an object was written with: its recorded one, else the legacy mode. */
+  modeOf(recorded: EncryptionMode | null | undefined): EncryptionMode {
+    return recorded ?? this.legacyMode;
+  }
 
   /**
-   * Checks whether an S3 store enforces SSE-C: an object written with a customer
-   * key must not be readable without it. s3rver accepts the headers and ignores
-   * them; such a store gets application-side encryption instead (logged once).
+   * Chooses how new objects are encrypted. SSE-C only when it is proven and the
+   * key travels protected: the store is S3, its endpoint is https: (or AWS, no
+   * endpoint), or http: on a loopback host with S3_SSE_C_OVER_HTTP=loopback, and
+   * the probe (S3Storage.probeSseC) shows that the store refuses a keyless read
+   * with an SSE-C refusal, returns the object with the right key (AES256) and
+   * refuses another key. Anything else gets application-side encryption. One log
+   * line says which mode and why.
    */
-  static async detectMode(storage: Storage, ring: KeyRing, logger: Logger): Promise<EncryptionMode> {
+  static async detectMode(storage: Storage, ring: KeyRing, logger: Logger, o: { sseCOverHttp?: 'loopback' | undefined } = {}): Promise<ModeDecision> {
+    const facts = { keys: ring.kids(), active: ring.active.kid };
     if (storage.driver !== 's3' || !storage.probeSseC) {
-      logger.info({ keys: ring.kids(), active: ring.active.kid }, 'encryption at rest: AES-256-GCM segments (application side)');
-      return 'app';
+      const reason = `storage driver ${storage.driver} (SSE-C is an S3 feature)`;
+      logger.info({ ...facts, mode: 'app', reason }, 'encryption at rest: AES-256-GCM segments (application side)');
+      return { mode: 'app', reason, legacyMode: 'app' };
     }
-    const enforced = await storage.probeSseC(ring.objectKey(ring.active.kid, 'sse-c-probe'));
-    if (enforced) {
-      logger.info({ keys: ring.kids(), active: ring.active.kid }, 'encryption at rest: SSE-C (the store enforces customer keys)');
-      return 'sse-c';
-    }
-    logger.warn(
-      { keys: ring.kids(), active: ring.active.kid },
-      'the S3 store does not enforce SSE-C (an object written with a customer key was readable without it): encrypting on the application side instead',
-    );
-    return 'app';
+    // The probe uses a random throwaway key, never a ring key: it is safe over http.
+    const probe = await storage.probeSseC();
+    const legacyMode: EncryptionMode = probe.legacyEnforced ? 'sse-c' : 'app';
+    const t = storage.transport?.() ?? { https: false, loopback: false, endpoint: 'unknown endpoint' };
+    let reason: string;
+    if (!probe.enforced) reason = probe.reason;
+    else if (t.https) reason = 'store enforces SSE-C over https';
+    else if (!o.sseCOverHttp) reason = 'endpoint is http: and S3_SSE_C_OVER_HTTP is not set';
+    else if (!t.loopback) reason = `endpoint is http: on a host that is not loopback (${t.endpoint}); S3_SSE_C_OVER_HTTP=loopback allows 127.0.0.1, ::1 and localhost only`;
+    else reason = 'store enforces SSE-C over http: on loopback (S3_SSE_C_OVER_HTTP=loopback)';
+    const mode: EncryptionMode = probe.enforced && (t.https || (o.sseCOverHttp === 'loopback' && t.loopback)) ? 'sse-c' : 'app';
+    const details = { ...facts, mode, reason, endpoint: t.endpoint, probe: probe.reason };
+    if (mode === 'sse-c') logger.info(details, 'encryption at rest: SSE-C (the store enforces customer keys)');
+    else logger.warn(details, 'encryption at rest: AES-256-GCM segments (application side), not SSE-C');
+    return { mode, reason, legacyMode };
   }
 
   /** Writes `plain` encrypted under the active key at `key`. */
@@ -112,7 +153,7 @@ export class ContentCrypto {
     plain.on('data', (c: Buffer) => (plainSize += c.length));
     if (this.mode === 'sse-c') {
       const out = await storage.put(key, plain, { contentType: contentType ?? 'application/octet-stream', sseKey: objectKey });
-      return { kid, plainSize, storedSize: out.size };
+      return { kid, mode: 'sse-c', plainSize, storedSize: out.size };
     }
     const enc = new EncryptStream(objectKey, encodeHeader(kid, this.segmentSize));
     // The storage attaches its handlers after its own setup; until then an error
@@ -120,12 +161,12 @@ export class ContentCrypto {
     enc.on('error', () => undefined);
     plain.on('error', (e) => enc.destroy(e));
     const out = await storage.put(key, plain.pipe(enc), { contentType: 'application/octet-stream' });
-    return { kid, plainSize, storedSize: out.size };
+    return { kid, mode: 'app', plainSize, storedSize: out.size };
   }
 
   /** The plaintext of an encrypted object (a range of it), authenticated as it streams. */
   async open(storage: Storage, o: OpenOptions): Promise<Readable> {
-    if (this.mode === 'sse-c') {
+    if (this.modeOf(o.mode) === 'sse-c') {
       const body = await storage.get(o.key, o.range, { sseKey: this.ring.objectKey(o.kid, o.key) });
       return o.checksum && !o.range ? body.pipe(new VerifyChecksum(o.checksum)) : body;
     }
@@ -162,8 +203,8 @@ export class ContentCrypto {
    * the other ring keys are tried after it (an object that an older, in-place
    * rotation re-sealed before it could update the row is found this way).
    */
-  async sealedWith(storage: Storage, key: string, recordedKid: string): Promise<{ kid: string; storedSize: number }> {
-    if (this.mode === 'app') {
+  async sealedWith(storage: Storage, key: string, recordedKid: string, recordedMode?: EncryptionMode | null): Promise<{ kid: string; storedSize: number }> {
+    if (this.modeOf(recordedMode) === 'app') {
       const info = await storage.head(key);
       if (!info) throw errors.objectNotFound(key);
       const first = await readAll(await storage.get(key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH);
@@ -194,7 +235,10 @@ export class ContentCrypto {
    * In app mode the authenticated plaintext of `from` streams straight into the
    * encrypting writer of `to` (different keys, so nothing is spooled to disk); with
    * `checksum`, content that does not match it fails the write and nothing is kept.
-   * Either way the copy's size is checked against `plainSize`.
+   * Either way the copy's size is checked against `plainSize`. `mode` is how `from`
+   * is stored (its row's encryption_mode); the copy is written in this process's
+   * mode, so a media moves from 'app' to 'sse-c' (streamed, never copied by the
+   * store) when the process uses SSE-C.
    *
    * A store that refuses to copy SSE-C objects (Ceph RGW 16.2: 501) gets
    * the same streaming as app mode instead: GET with the old customer key piped
@@ -203,15 +247,16 @@ export class ContentCrypto {
    */
   async reseal(
     storage: Storage,
-    o: { from: string; to: string; kid: string; plainSize: number; storedSize?: number; checksum?: string },
+    o: { from: string; to: string; kid: string; plainSize: number; storedSize?: number; checksum?: string; mode?: EncryptionMode | null },
     logger?: Logger,
   ): Promise<SealedObject> {
     if (o.from === o.to) throw new Error(`cannot re-seal ${o.from} onto itself`);
     const kid = this.ring.active.kid;
+    const source = this.modeOf(o.mode);
     if (this.mode === 'sse-c') {
       const sseKey = this.ring.objectKey(kid, o.to);
       let copied = false;
-      if (!this.copyRefused) {
+      if (source === 'sse-c' && !this.copyRefused) {
         try {
           await storage.copy(o.from, o.to, { sourceSseKey: this.ring.objectKey(o.kid, o.from), sseKey, ...(o.storedSize !== undefined ? { size: o.storedSize } : {}) });
           copied = true;
@@ -222,7 +267,7 @@ export class ContentCrypto {
         }
       }
       if (!copied) {
-        const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, ...(o.checksum ? { checksum: o.checksum } : {}) });
+        const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, mode: source, ...(o.checksum ? { checksum: o.checksum } : {}) });
         await storage.put(o.to, plain, { contentType: 'application/octet-stream', sseKey, size: o.plainSize });
       }
       const info = await storage.head(o.to, { sseKey });
@@ -230,14 +275,55 @@ export class ContentCrypto {
         await storage.delete(o.to).catch(() => undefined);
         throw new Error(`the re-encrypted copy of ${o.from} has ${info?.size ?? 'no'} bytes, expected ${o.plainSize}`);
       }
-      return { kid, plainSize: info.size, storedSize: info.size };
+      return { kid, mode: 'sse-c', plainSize: info.size, storedSize: info.size };
     }
-    const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, ...(o.checksum ? { checksum: o.checksum } : {}) });
+    const plain = await this.open(storage, { key: o.from, kid: o.kid, plainSize: o.plainSize, mode: source, ...(o.checksum ? { checksum: o.checksum } : {}) });
     const sealed = await this.seal(storage, o.to, plain);
     if (sealed.plainSize !== o.plainSize) {
       await storage.delete(o.to).catch(() => undefined);
       throw new Error(`the re-encrypted copy of ${o.from} has ${sealed.plainSize} bytes, expected ${o.plainSize}`);
     }
     return sealed;
+  }
+}
+
+/** The service cannot serve media it holds with the encryption mode it can use here. */
+export class EncryptionModeMismatch extends Error {
+  override readonly name = 'EncryptionModeMismatch';
+}
+
+/**
+ * At start, after the mode is chosen: records the mode of legacy rows (encrypted
+ * before modes were recorded: `decision.legacyMode`, what the probe of that time
+ * concluded against this store), then refuses to start when media need a mode the
+ * process cannot use: rows stored with SSE-C while SSE-C is not used here (the
+ * store does not prove it, or the key would travel over plain http) cannot be read
+ * without sending their keys where they must not go, or are plaintext at rest.
+ * Media stored application side are readable anywhere.
+ */
+export async function reconcileStoredModes(
+  prisma: { $executeRaw: PrismaClient['$executeRaw']; $queryRaw: PrismaClient['$queryRaw'] },
+  decision: ModeDecision,
+  logger: Logger,
+): Promise<void> {
+  const filled = await prisma.$executeRaw`UPDATE media SET encryption_mode = ${decision.legacyMode} WHERE encrypted AND encryption_mode IS NULL`;
+  if (filled > 0) {
+    logger.warn(
+      { rows: filled, mode: decision.legacyMode },
+      'encrypted media written before modes were recorded per object: recorded with the mode the earlier start-up probe chose against this store',
+    );
+  }
+  const counts = await prisma.$queryRaw<{ mode: string; n: bigint }[]>`
+    SELECT encryption_mode AS mode, count(*) AS n FROM media WHERE encrypted AND deleted_at IS NULL GROUP BY encryption_mode`;
+  const by = Object.fromEntries(counts.map((c) => [c.mode, Number(c.n)]));
+  const sseC = by['sse-c'] ?? 0;
+  if (decision.mode !== 'sse-c' && sseC > 0) {
+    const summary = Object.entries(by)
+      .map(([m, n]) => `${n} '${m}'`)
+      .join(', ');
+    throw new EncryptionModeMismatch(
+      `refusing to start: ${sseC} media are stored with SSE-C (encryption_mode 'sse-c'; rows by mode: ${summary}), but this process cannot use SSE-C: ${decision.reason}. ` +
+        'Serve them from a store that enforces SSE-C over https (or http: on loopback with S3_SSE_C_OVER_HTTP=loopback); on a store that does not enforce it their content is plaintext at rest and must be re-uploaded.',
+    );
   }
 }

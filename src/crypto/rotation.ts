@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import type { Storage } from '../storage/storage.js';
 import { objectKeys, variantKey } from '../storage/storage.js';
 import type { VariantRecord } from '../modules/media/media.record.js';
-import type { ContentCrypto } from './content-crypto.js';
+import type { ContentCrypto, EncryptionMode } from './content-crypto.js';
 
 export interface RotationReport {
   /** Media now entirely under the active key. */
@@ -22,6 +22,7 @@ interface Row {
   file_size: bigint;
   checksum: string;
   encryption_key_id: string;
+  encryption_mode: EncryptionMode | null;
   variants: VariantRecord[] | string;
 }
 
@@ -40,7 +41,8 @@ interface Move {
  * re-encrypts it server side (a copy with the old and the new customer key); in
  * application-side mode its authenticated plaintext streams from the old object
  * into the new one (nothing is spooled to disk). Then ONE guarded UPDATE moves the
- * row to the new keys and the new key id together, and only after it has committed
+ * row to the new keys, the new key id and the process's encryption mode together
+ * (each object is read with the mode its row records), and only after it has committed
  * are the old objects deleted.
  *
  * So a row never names a key its objects are not sealed with, whenever the run is
@@ -82,7 +84,7 @@ export class KeyRotation {
     const skip: string[] = [];
     for (;;) {
       const rows = await prisma.$queryRaw<Row[]>`
-        SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, variants FROM media
+        SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, encryption_mode, variants FROM media
         WHERE encrypted AND deleted_at IS NULL AND encryption_key_id <> ${active}
           AND (${options.tenant ?? null}::text IS NULL OR tenant_id = ${options.tenant ?? null})
           AND NOT (id::text = ANY(${skip}::text[]))
@@ -113,16 +115,17 @@ export class KeyRotation {
     ];
     for (const m of moves) {
       // The key the object is really sealed with (its header, or which customer key the store accepts).
-      const source = await crypto.sealedWith(storage, m.from, r.encryption_key_id);
-      await crypto.reseal(storage, { ...m, kid: source.kid, storedSize: source.storedSize }, logger);
+      // Read with the mode the media was written with; the copy gets the process's mode.
+      const source = await crypto.sealedWith(storage, m.from, r.encryption_key_id, r.encryption_mode);
+      await crypto.reseal(storage, { ...m, kid: source.kid, storedSize: source.storedSize, mode: r.encryption_mode }, logger);
     }
     const moved = variants.map((v, i) => ({ ...v, key: moves[i + 1]!.to }));
     // One statement: keys and key id change together or not at all. Guarded by what
     // the copies were made from, so a concurrent change is never overwritten.
     const n = await prisma.$executeRaw`
-      UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}
+      UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode}
       WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL
-        AND encryption_key_id = ${r.encryption_key_id} AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
+        AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
     if (n !== 1) {
       // Deleted or rotated meanwhile: the copies are the sweep's (or the other run's) to keep or delete.
       logger.warn({ mediaId: r.id }, 'key rotation: the media changed while it was copied; left as it is');

@@ -108,6 +108,7 @@ function mediaBody(services: Services, res: Response, media: MediaRecord, key: s
       const body = await services.crypto.open(services.storage, {
         key,
         kid: media.encryptionKeyId!,
+        mode: media.encryptionMode,
         plainSize: size,
         ...(range ? { range } : {}),
         ...(checksum ? { checksum } : {}),

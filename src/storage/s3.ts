@@ -20,11 +20,11 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 import { CopyNotSupported } from './storage.js';
-import type { ByteRange, CopyOptions, GetOptions, HeadOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
+import type { ByteRange, CopyOptions, SseCProbe, GetOptions, HeadOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
   bucket: string;
@@ -144,6 +144,8 @@ export class S3Storage implements Storage {
    */
   private readonly presigner: S3Client;
   readonly bucket: string;
+  /** S3_ENDPOINT; undefined is AWS (https). */
+  readonly endpoint: string | undefined;
   private readonly queueSize: number;
   private readonly signPayload: boolean;
   private readonly parts: PartBuffers;
@@ -156,6 +158,7 @@ export class S3Storage implements Storage {
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
+    this.endpoint = o.endpoint;
     this.maxCopyObjectSize = Math.min(o.maxCopyObjectSize ?? MAX_COPY_OBJECT_SIZE, MAX_COPY_OBJECT_SIZE);
     this.copyPartSize = Math.min(Math.max(o.copyPartSize ?? 512 * 1024 * 1024, 5 * 1024 * 1024), MAX_COPY_OBJECT_SIZE);
     // Up to queueSize parts in flight plus the one being filled: 8 MiB × (4 + 1) keeps
@@ -489,19 +492,65 @@ export class S3Storage implements Storage {
     }
   }
 
-  async probeSseC(key: Buffer): Promise<boolean> {
+  /**
+   * Whether the store enforces SSE-C, proven three ways on a throwaway object
+   * written with a random customer key (never a ring key: the probe may run over
+   * plain http): a GET without the key must fail with an SSE-C refusal (a 4xx other
+   * than 403/404: RGW answers 400 InvalidArgument, AWS 400 InvalidRequest; a 403 or
+   * 404 proves nothing, a store that ignores SSE-C may answer that for other
+   * reasons), a GET with the key must return exactly the probe body and say
+   * SSECustomerAlgorithm AES256, and a GET with another random key must fail 4xx.
+   */
+  async probeSseC(): Promise<SseCProbe> {
     const probe = `_probe/sse-c-${randomUUID()}`;
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: 'probe', ContentLength: 5, ...sseParams(key) }));
+    const key = randomBytes(32);
+    const body = `sse-c-probe-${randomUUID()}`;
+    const status = (e: unknown): number | undefined => (e instanceof S3ServiceException ? e.$metadata?.httpStatusCode : undefined);
+    const read = async (k: Buffer | undefined): Promise<{ status: number; body?: string; algorithm?: string; error?: string }> => {
+      try {
+        const out = await this.answered((abortSignal) => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: probe, ...sseParams(k) }), { abortSignal }));
+        const text = Buffer.from((await out.Body?.transformToByteArray()) ?? []).toString('utf8');
+        return { status: out.$metadata.httpStatusCode ?? 200, body: text, ...(out.SSECustomerAlgorithm ? { algorithm: out.SSECustomerAlgorithm } : {}) };
+      } catch (e) {
+        const s = status(e);
+        if (s === undefined || s < 400 || s >= 500) throw mapS3Error(e, probe);
+        return { status: s, error: (e as Error).name };
+      }
+    };
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: probe }));
-      await out.Body?.transformToByteArray();
-      return false; // readable without the key: not enforced
+      await this.answered((abortSignal) =>
+        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: probe, Body: body, ContentLength: Buffer.byteLength(body), ...sseParams(key) }), { abortSignal }),
+      );
     } catch (e) {
-      if (e instanceof S3ServiceException && (e.$metadata?.httpStatusCode ?? 0) >= 400 && (e.$metadata?.httpStatusCode ?? 0) < 500) return true;
       throw mapS3Error(e, probe);
+    }
+    try {
+      const keyless = await read(undefined);
+      // What the probe before this one concluded (any 4xx): how media written before
+      // the per-object mode was recorded were stored (see ContentCrypto.detectMode).
+      const legacyEnforced = keyless.status >= 400;
+      const no = (reason: string): SseCProbe => ({ enforced: false, legacyEnforced, reason });
+      if (keyless.status < 400) return no(`store does not enforce SSE-C (keyless GET answered ${keyless.status})`);
+      if (keyless.status === 403 || keyless.status === 404)
+        return no(`store did not prove SSE-C (keyless GET answered ${keyless.status} ${keyless.error ?? ''}: not an SSE-C refusal)`.replace(' :', ':'));
+      const right = await read(key);
+      if (right.status >= 400) return no(`store did not prove SSE-C (GET with the right key answered ${right.status} ${right.error ?? ''})`.replace(' )', ')'));
+      if (right.body !== body) return no('store did not prove SSE-C (GET with the right key returned other bytes than written)');
+      if (right.algorithm !== 'AES256') return no(`store did not prove SSE-C (GET with the right key answered SSECustomerAlgorithm ${right.algorithm ?? 'absent'}, not AES256)`);
+      const wrong = await read(randomBytes(32));
+      if (wrong.status < 400) return no(`store does not enforce SSE-C (GET with another key answered ${wrong.status})`);
+      return { enforced: true, legacyEnforced, reason: `keyless GET refused (${keyless.status} ${keyless.error ?? ''}), right key returned the body with AES256, another key refused (${wrong.status})`.replace(' )', ')') };
     } finally {
       await this.delete(probe).catch(() => undefined);
     }
+  }
+
+  /** The endpoint's scheme and whether its host is loopback; no endpoint is AWS over https. */
+  transport(): { https: boolean; loopback: boolean; endpoint: string } {
+    if (!this.endpoint) return { https: true, loopback: false, endpoint: 'AWS S3 (https)' };
+    const u = new URL(this.endpoint);
+    const host = u.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    return { https: u.protocol === 'https:', loopback: host === '127.0.0.1' || host === '::1' || host === 'localhost', endpoint: `${u.protocol}//${u.host}` };
   }
 
   presignGet(key: string, o: PresignGetOptions): Promise<string> {

@@ -64,6 +64,16 @@ export interface PresignPutOptions {
   contentDisposition?: string;
 }
 
+/** What S3Storage.probeSseC found. */
+export interface SseCProbe {
+  /** All three proofs held: keyless GET refused as SSE-C, right key returned the body (AES256), another key refused. */
+  enforced: boolean;
+  /** The keyless GET failed with any 4xx: what the probe before per-object modes took for "enforced". */
+  legacyEnforced: boolean;
+  /** One line for the start-up log. */
+  reason: string;
+}
+
 export interface ObjectInfo {
   size: number;
 }
@@ -116,8 +126,10 @@ export interface Storage {
   check(): Promise<void>;
   /** A URL that GETs the object without credentials until it expires (S3 only). */
   presignGet?(key: string, options: PresignGetOptions): Promise<string>;
-  /** Whether the store enforces SSE-C: writes a probe with `key`, reads it without (S3 only). */
-  probeSseC?(key: Buffer): Promise<boolean>;
+  /** Whether the store enforces SSE-C, proven on a probe object with a random key (S3 only). */
+  probeSseC?(): Promise<SseCProbe>;
+  /** How requests reach the store (S3 only): SSE-C needs https, or loopback when allowed. */
+  transport?(): { https: boolean; loopback: boolean; endpoint: string };
   /** A URL the client PUTs the object to (S3 only; local disk uses the service's own endpoint). */
   presignPut?(key: string, options: PresignPutOptions): Promise<string>;
 }

@@ -41,10 +41,19 @@ export function testS3Options(overrides: Partial<S3StorageOptions> = {}): S3Stor
   return { bucket: store.bucket, endpoint: store.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: store.credentials, ...overrides };
 }
 
+/**
+ * RGW runs over plain http on loopback: the service uses SSE-C there only with
+ * S3_SSE_C_OVER_HTTP=loopback, which every app of the rgw project gets (a test
+ * overrides it with S3_SSE_C_OVER_HTTP: '' to see the default). s3rver does not
+ * enforce SSE-C, so the setting would change nothing there.
+ */
+export const SSE_C_OVER_HTTP_ENV: Record<string, string> = S3_STORE === 'rgw' ? { S3_SSE_C_OVER_HTTP: 'loopback' } : {};
+
 /** The service's environment (S3_* and AWS credentials) for the run's S3 store, for tests that start src/main.ts. */
 export function testS3Env(): Record<string, string> {
   const store = testS3Store();
   return {
+    ...SSE_C_OVER_HTTP_ENV,
     S3_BUCKET: store.bucket,
     S3_ENDPOINT: store.endpoint,
     S3_FORCE_PATH_STYLE: 'true',
@@ -99,6 +108,7 @@ export async function startTestApp(
     DATABASE_URL: inject('databaseUrl'),
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
+    ...(STORAGE_DRIVER === 's3' ? SSE_C_OVER_HTTP_ENV : {}),
     ...options.env,
   });
   const logs: Record<string, unknown>[] = [];

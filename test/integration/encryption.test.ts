@@ -60,15 +60,17 @@ describe(`encryption at rest (${STORE}, ${MODE} mode)`, () => {
     it('falls back to application-side encryption where the store does not enforce SSE-C, and says so once', () => {
       // s3rver accepts SSE-C headers and ignores them: the start-up probe must catch that.
       expect(app.services.crypto.mode).toBe('app');
-      const notes = app.logs.filter((l) => String(l['msg']).startsWith(STORAGE_DRIVER === 's3' ? 'the S3 store does not enforce SSE-C' : 'encryption at rest'));
+      const notes = app.logs.filter((l) => String(l['msg']).startsWith('encryption at rest'));
       expect(notes).toHaveLength(1);
+      // One line with the mode and why (s3rver: the keyless probe GET returned the object).
+      expect(notes[0]).toMatchObject({ mode: 'app', reason: STORAGE_DRIVER === 's3' ? 'store does not enforce SSE-C (keyless GET answered 200)' : 'storage driver local (SSE-C is an S3 feature)' });
     });
   } else {
     it('uses SSE-C where the store enforces customer keys (Ceph RGW), and says so once', () => {
       expect(app.services.crypto.mode).toBe('sse-c');
       const notes = app.logs.filter((l) => String(l['msg']).startsWith('encryption at rest'));
       expect(notes.map((l) => l['msg'])).toEqual(['encryption at rest: SSE-C (the store enforces customer keys)']);
-      expect(notes[0]).toMatchObject({ level: 30, active: app.services.crypto.ring.active.kid });
+      expect(notes[0]).toMatchObject({ level: 30, active: app.services.crypto.ring.active.kid, mode: 'sse-c', reason: 'store enforces SSE-C over http: on loopback (S3_SSE_C_OVER_HTTP=loopback)' });
       expect(app.logs.some((l) => String(l['msg']).includes('does not enforce SSE-C'))).toBe(false);
     });
   }

@@ -11,7 +11,7 @@ import pg from 'pg';
 import sharp from 'sharp';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { MediaDocument, UploadDocument } from '../generated/graphql.js';
-import { newTenant, startTestApp, STORAGE_DRIVER, S3_CHECKSUMS, S3_STORE, testS3Store, TEST_JWT_SECRET, type TestApp } from '../helpers/app.js';
+import { newTenant, startTestApp, STORAGE_DRIVER, S3_CHECKSUMS, S3_STORE, SSE_C_OVER_HTTP_ENV, testS3Store, TEST_JWT_SECRET, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
 import { decodeHeader } from '../../src/crypto/segmented-gcm.js';
@@ -110,6 +110,7 @@ function cliEnv(dataDir: string, mediaKeys: string): NodeJS.ProcessEnv {
       AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
       AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
       AWS_REGION: 'us-east-1',
+      ...SSE_C_OVER_HTTP_ENV,
     });
   }
   return env;

@@ -32,7 +32,7 @@ import { inject } from 'vitest';
 import { mintToken, ALL_USER_SCOPES } from '../../src/auth/tokens.js';
 import { S3Storage } from '../../src/storage/s3.js';
 import { UploadDocument } from '../generated/graphql.js';
-import { S3_CHECKSUMS, TEST_JWT_SECRET, newTenant, startTestApp, testS3Options, testS3Store, type TestApp } from '../helpers/app.js';
+import { S3_CHECKSUMS, SSE_C_OVER_HTTP_ENV, TEST_JWT_SECRET, newTenant, startTestApp, testS3Options, testS3Store, type TestApp } from '../helpers/app.js';
 import { codeOf, gql } from '../helpers/client.js';
 import { mp4 } from '../helpers/files.js';
 
@@ -257,6 +257,7 @@ describe('multipart uploads on Ceph RGW: none left behind', () => {
         AWS_ACCESS_KEY_ID: store.credentials.accessKeyId,
         AWS_SECRET_ACCESS_KEY: store.credentials.secretAccessKey,
         AWS_REGION: 'us-east-1',
+        ...SSE_C_OVER_HTTP_ENV,
       },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

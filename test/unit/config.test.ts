@@ -131,6 +131,13 @@ describe('loadConfig', () => {
     expect(configError({ S3_BUCKET: 'media', S3_FORCE_PATH_STYLE: 'yes' }).message).toMatch(/S3_FORCE_PATH_STYLE/);
   });
 
+  it('allows SSE-C over plain http only when S3_SSE_C_OVER_HTTP=loopback says so', () => {
+    expect(loadConfig({}).sseCOverHttp).toBeUndefined();
+    expect(loadConfig({ S3_SSE_C_OVER_HTTP: '' }).sseCOverHttp).toBeUndefined();
+    expect(loadConfig({ S3_SSE_C_OVER_HTTP: 'loopback' }).sseCOverHttp).toBe('loopback');
+    expect(configError({ S3_SSE_C_OVER_HTTP: 'always' }).message).toMatch(/S3_SSE_C_OVER_HTTP/);
+  });
+
   describe('WORKER_API_KEYS', () => {
     it('parses key:types:tenants entries separated by commas, trimming blanks', () => {
       const c = loadConfig({ WORKER_API_KEYS: `${KEY_A}:signature-processor|otp-validator:acme|globex, ${KEY_B}: ocr : acme ` });

@@ -289,6 +289,7 @@ export class DirectUploadService {
               height: image?.height,
               variants: image?.variants ?? [],
               encryptionKeyId: null,
+              encryptionMode: null,
             },
           ],
           finish,

@@ -27,6 +27,8 @@ export interface MediaRecord {
   securityLevel: SecurityLevel;
   encrypted: boolean;
   encryptionKeyId: string | null;
+  /** How the encrypted objects are stored; null when not encrypted (or not yet recorded: a legacy row). */
+  encryptionMode: 'app' | 'sse-c' | null;
   storageKey: string;
   tags: string[];
   width: number | null;
@@ -72,6 +74,7 @@ export interface MediaRow {
   security_level: SecurityLevel;
   encrypted: boolean;
   encryption_key_id: string | null;
+  encryption_mode: 'app' | 'sse-c' | null;
   storage_key: string;
   tags: string[];
   width: number | null;
@@ -98,6 +101,7 @@ export function mediaFromRow(r: MediaRow): MediaRecord {
     securityLevel: r.security_level,
     encrypted: r.encrypted,
     encryptionKeyId: r.encryption_key_id,
+    encryptionMode: r.encryption_mode ?? null,
     storageKey: r.storage_key,
     tags: r.tags ?? [],
     width: r.width,

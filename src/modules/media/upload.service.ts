@@ -12,7 +12,7 @@ import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
 import type { ImageQueue } from './image-queue.js';
 import { processImage, processImageWith } from './images.js';
 import { receiveUpload } from './receive-upload.js';
-import type { ContentCrypto } from '../../crypto/content-crypto.js';
+import type { ContentCrypto, EncryptionMode } from '../../crypto/content-crypto.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
 import { normaliseTags } from './tags.js';
@@ -55,6 +55,8 @@ export interface Stored {
   variants: MediaRecord['variants'];
   /** Ring key id when the content is stored encrypted. */
   encryptionKeyId: string | null;
+  /** How the encrypted objects are stored; null when not encrypted. */
+  encryptionMode: EncryptionMode | null;
 }
 
 /**
@@ -172,10 +174,11 @@ export class UploadService {
       limit: plan.policy.maxFileSize,
       accept: (mime) => this.deps.policies.limitFor(plan.policy, mime),
       write: async (body, declaredType) =>
-        sealed ? (await crypto.seal(storage, key, body)).kid : (await storage.put(key, body, { contentType: declaredType }), null),
+        sealed ? await crypto.seal(storage, key, body) : (await storage.put(key, body, { contentType: declaredType }), null),
       remove: () => this.removeObjects(tenant, [id]),
     });
-    const kid = received.written;
+    const kid = received.written?.kid ?? null;
+    const mode = received.written?.mode ?? null;
     try {
       const kind = SUPPORTED_TYPES.get(received.mime)!.kind;
       const image =
@@ -184,7 +187,7 @@ export class UploadService {
           : kid
             ? await processImageWith(
                 {
-                  readOriginal: () => crypto.open(storage, { key, kid, plainSize: received.size }),
+                  readOriginal: () => crypto.open(storage, { key, kid, mode, plainSize: received.size }),
                   writeVariant: async (name, body) => ({ size: (await crypto.seal(storage, objectKeys.variant(tenant, id, name), body)).plainSize }),
                 },
                 received.mime,
@@ -193,6 +196,7 @@ export class UploadService {
             : await processImage(storage, tenant, id, received.mime, this.deps.images);
       return {
         encryptionKeyId: kid,
+        encryptionMode: mode,
         id,
         plan,
         fileName: received.fileName,
@@ -240,6 +244,8 @@ export class UploadService {
             securityLevel: s.plan.level,
             encrypted: s.encryptionKeyId !== null,
             encryptionKeyId: s.encryptionKeyId,
+            // Every encrypted row records how its objects were written (reads use it).
+            encryptionMode: s.encryptionKeyId !== null ? s.encryptionMode : null,
             storageKey: objectKeys.original(tenant, s.id),
             tags: s.plan.tags,
             width: s.width ?? null,

@@ -60,7 +60,7 @@ export class WorkerService {
     let body: Readable;
     try {
       body = media.encrypted
-        ? await crypto.open(storage, { key: media.storageKey, kid: media.encryptionKeyId!, plainSize: media.fileSize, checksum: media.checksum })
+        ? await crypto.open(storage, { key: media.storageKey, kid: media.encryptionKeyId!, mode: media.encryptionMode, plainSize: media.fileSize, checksum: media.checksum })
         : (await storage.get(media.storageKey)).pipe(new VerifyChecksum(media.checksum));
       const parts: Buffer[] = [];
       for await (const c of body) parts.push(c as Buffer);
