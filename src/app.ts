@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from './config.js';
 import { LinkSigner } from './auth/signed-links.js';
 import { resolveSecrets } from './auth/secrets.js';
+import { checkSecretFiles } from './auth/secret-files.js';
 import { createAuthenticator } from './auth/tokens.js';
 import type { Database } from './db/prisma.js';
 import { isAppError, type AppError } from './errors/index.js';
@@ -84,6 +85,8 @@ function multipartCsrfGuard(req: Request, res: Response, next: NextFunction): vo
 /** Builds the services and the HTTP server and starts listening. */
 export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { config, logger, db } = options;
+  // Secret files open to others (or owned by another user) stop the start, before anything reads them.
+  checkSecretFiles(config.dataDir);
   const storage = options.storage ?? createStorage(config);
   const secrets = resolveSecrets(config);
   const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import path from 'node:path';
 import { ConfigError, loadConfig } from './config.js';
+import { checkSecretFiles } from './auth/secret-files.js';
 import { createLogger } from './logger.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
 import { migrate } from './db/migrate.js';
@@ -11,6 +12,8 @@ async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig();
+    // Before the embedded database starts: a refused secret file ends the start with nothing to stop.
+    checkSecretFiles(config.dataDir);
   } catch (e) {
     if (e instanceof ConfigError) {
       console.error(e.message);
@@ -66,6 +69,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
+  // A refused secret file (src/auth/secret-files.ts) is a configuration fault, like a bad variable.
+  if (e instanceof ConfigError) {
+    console.error(e.message);
+    process.exit(2);
+  }
   console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);
 });

@@ -1,19 +1,15 @@
 import { randomBytes, hkdfSync } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Config } from '../config.js';
+import { readOrCreateSecretFile } from './secret-files.js';
 
 /**
- * Reads a secret kept under DATA_DIR, generating it on first use (mode 0600).
- * Only the embedded default uses these; production passes its secrets in.
+ * Reads a secret kept under DATA_DIR/secrets, generating it on first use (mode
+ * 0600, directory 0700); refuses (ConfigError) a file open to group or others or
+ * owned by another user. Only the embedded default uses these; production passes
+ * its secrets in.
  */
 export function persistentSecret(dataDir: string, name: string, bytes = 32): string {
-  const file = path.join(dataDir, 'secrets', name);
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const value = randomBytes(bytes).toString('base64url');
-  writeFileSync(file, value + '\n', { mode: 0o600, flag: 'wx' });
-  return value;
+  return readOrCreateSecretFile(dataDir, name, () => randomBytes(bytes).toString('base64url') + '\n').trim();
 }
 
 export interface Secrets {

@@ -1,6 +1,5 @@
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { readOrCreateSecretFile } from '../auth/secret-files.js';
 
 const KID_RE = /^[A-Za-z0-9_-]{1,32}$/;
 
@@ -49,17 +48,16 @@ export class KeyRing {
 
   /**
    * The configured ring, or (embedded default) one generated on first start and
-   * kept under DATA_DIR/secrets/media-keys (mode 0600).
+   * kept under DATA_DIR/secrets/media-keys (mode 0600, directory 0700). A file
+   * open to group or others, or owned by another user, is refused (ConfigError).
    */
   static load(spec: string | undefined, dataDir: string): KeyRing {
     if (spec) return KeyRing.parse(spec);
-    const file = path.join(dataDir, 'secrets', 'media-keys');
-    if (!existsSync(file)) {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const text = readOrCreateSecretFile(dataDir, 'media-keys', () => {
       const kid = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
-      writeFileSync(file, `${kid}:${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
-    }
-    return KeyRing.parse(readFileSync(file, 'utf8').trim());
+      return `${kid}:${randomBytes(32).toString('base64')}\n`;
+    });
+    return KeyRing.parse(text.trim());
   }
 
   has(kid: string): boolean {

@@ -1,25 +1,113 @@
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat, access, readdir, link, copyFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { rm, stat, access, readdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errors } from '../errors/index.js';
 import type { ByteRange, CopyOptions, ListedObject, ObjectInfo, Storage } from './storage.js';
 
 const KEY_RE = /^[a-z0-9][a-z0-9/_-]*$/i;
 
+/** Blob files are readable by the service's user only, and so are the directories that hold them. */
+const FILE_MODE = 0o600;
+const DIR_MODE = 0o700;
+
+/**
+ * The file system calls that make a write durable. Tests replace them to see
+ * the order of writes, syncs and renames; the service uses node:fs/promises.
+ */
+export interface LocalDiskFs {
+  open: typeof fsp.open;
+  mkdir: typeof fsp.mkdir;
+  rename: typeof fsp.rename;
+  link: typeof fsp.link;
+  copyFile: typeof fsp.copyFile;
+}
+
+const nodeFs: LocalDiskFs = { open: fsp.open, mkdir: fsp.mkdir, rename: fsp.rename, link: fsp.link, copyFile: fsp.copyFile };
+
+/**
+ * A writable stream onto an open file handle that leaves the handle open when it
+ * ends (fs.WriteStream on a FileHandle keeps a reference that only closing the
+ * stream drops, and that close takes the handle with it): the caller syncs and
+ * closes it. A large buffer lets chunks pile up while one write is in flight, so
+ * they go out together (writev) instead of one thread-pool round trip per 64 KiB chunk.
+ */
+function handleWriter(fh: fsp.FileHandle): Writable {
+  return new Writable({
+    highWaterMark: 4 * 1024 * 1024,
+    writev(chunks, done) {
+      const write = async () => {
+        let buffers = chunks.map((c) => c.chunk as Buffer);
+        // writev may write less than asked (rare on files): send the rest.
+        for (;;) {
+          const { bytesWritten } = await fh.writev(buffers);
+          let n = bytesWritten;
+          while (buffers.length > 0 && n >= buffers[0]!.length) n -= buffers.shift()!.length;
+          if (buffers.length === 0) return;
+          buffers[0] = buffers[0]!.subarray(n);
+        }
+      };
+      write().then(() => done(), done);
+    },
+  });
+}
+
 /**
  * Blobs as files under `root`. A put writes to `root/.tmp/` and renames into place
  * when the stream ended cleanly, so a failed or interrupted write never leaves a
- * partial object under its key.
+ * partial object under its key. A put (and a copy) resolves only once the data is
+ * on disk: the file is fsynced before its rename, and its directory (and any
+ * directory the put created) after it, so a row committed after a put never
+ * points at a file that a power cut takes away. Files are created 0600,
+ * directories 0700.
  */
 export class LocalDiskStorage implements Storage {
   readonly driver = 'local' as const;
   private readonly tmpDir: string;
+  private readonly fs: LocalDiskFs;
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    options: { fs?: Partial<LocalDiskFs> } = {},
+  ) {
     this.tmpDir = path.join(root, '.tmp');
+    this.fs = { ...nodeFs, ...options.fs };
+  }
+
+  /**
+   * mkdir -p with mode 0700; returns the directories whose entries must be synced
+   * for the new ones to survive a crash: the parent of every directory it created.
+   */
+  private async makeDir(dir: string): Promise<string[]> {
+    const first = await this.fs.mkdir(dir, { recursive: true, mode: DIR_MODE });
+    if (first === undefined) return [];
+    const parents: string[] = [];
+    for (let d = dir; ; d = path.dirname(d)) {
+      parents.push(path.dirname(d));
+      if (d === first || path.dirname(d) === d) break;
+    }
+    return parents;
+  }
+
+  /** fsync of a directory, so that the entries renamed or linked into it are on disk. */
+  private async syncDir(dir: string): Promise<void> {
+    // Windows cannot open a directory for fsync; its file system orders metadata itself.
+    if (process.platform === 'win32') return;
+    const fh = await this.fs.open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** fsync of the target's directory, then of the directories above it that this write created. */
+  private async syncDirs(target: string, created: string[]): Promise<void> {
+    const dirs = [path.dirname(target), ...created.filter((d) => d !== path.dirname(target))];
+    for (const d of dirs) await this.syncDir(d);
   }
 
   private pathOf(key: string): string {
@@ -37,28 +125,31 @@ export class LocalDiskStorage implements Storage {
     let failure: unknown;
     body.on('error', (e) => (failure ??= e));
     const target = this.pathOf(key);
-    await mkdir(this.tmpDir, { recursive: true });
-    // An errored or destroyed body emits nothing more: piping it would wait forever.
-    if (failure !== undefined || body.errored || body.destroyed) {
-      body.resume();
-      throw failure ?? body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
-    }
+    const bail = () => {
+      // An errored or destroyed body emits nothing more: piping it would wait forever.
+      if (failure !== undefined || body.errored || body.destroyed) {
+        body.resume();
+        throw failure ?? body.errored ?? new Error(`the body of ${key} was destroyed before it could be stored`);
+      }
+    };
+    await this.makeDir(this.tmpDir);
+    bail();
     const tmp = path.join(this.tmpDir, randomUUID());
+    const fh = await this.fs.open(tmp, 'wx', FILE_MODE);
     let size = 0;
-    body.on('data', (c: Buffer) => {
-      size += c.length;
-    });
-    // A large buffer lets chunks pile up while one write is in flight, so they go
-    // out together (writev) instead of one thread-pool round trip per 64 KiB chunk.
-    const out = createWriteStream(tmp, { flags: 'wx', highWaterMark: 4 * 1024 * 1024 });
     try {
-      await pipeline(body, out);
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(tmp, target);
+      bail();
+      body.on('data', (c: Buffer) => {
+        size += c.length;
+      });
+      await pipeline(body, handleWriter(fh));
+      await fh.sync();
+      await fh.close();
+      const created = await this.makeDir(path.dirname(target));
+      await this.fs.rename(tmp, target);
+      await this.syncDirs(target, created);
     } catch (e) {
-      // pipeline can reject while the file is still being opened: wait for the
-      // write stream to close, or the file appears after it was removed.
-      if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+      await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
       throw e;
     }
@@ -95,8 +186,8 @@ export class LocalDiskStorage implements Storage {
   async copy(from: string, to: string, _options?: CopyOptions): Promise<void> {
     const source = this.pathOf(from);
     const target = this.pathOf(to);
-    await mkdir(path.dirname(target), { recursive: true });
-    const hardLink = () => link(source, target);
+    const created = await this.makeDir(path.dirname(target));
+    const hardLink = () => this.fs.link(source, target);
     try {
       await hardLink().catch(async (e: NodeJS.ErrnoException) => {
         if (e.code !== 'EEXIST') throw e;
@@ -109,14 +200,24 @@ export class LocalDiskStorage implements Storage {
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EXDEV' && code !== 'EMLINK') throw e;
       const tmp = path.join(this.tmpDir, randomUUID());
       try {
-        await mkdir(this.tmpDir, { recursive: true });
-        await copyFile(source, tmp);
-        await rename(tmp, target);
+        await this.makeDir(this.tmpDir);
+        await this.fs.copyFile(source, tmp);
+        // copyFile gives the copy its source's mode: a file from before 0600 must not widen it.
+        const fh = await this.fs.open(tmp, 'r+');
+        try {
+          await fh.chmod(FILE_MODE);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        await this.fs.rename(tmp, target);
       } catch (err) {
         await rm(tmp, { force: true });
         throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? errors.objectNotFound(from) : err;
       }
     }
+    // The new name (link or renamed copy) is on disk before the row that points at it commits.
+    await this.syncDirs(target, created);
   }
 
   async delete(key: string): Promise<void> {
@@ -166,7 +267,7 @@ export class LocalDiskStorage implements Storage {
   }
 
   async check(): Promise<void> {
-    await mkdir(this.tmpDir, { recursive: true });
+    await this.makeDir(this.tmpDir);
     await access(this.root);
   }
 }

@@ -69,6 +69,8 @@ export interface S3StorageOptions {
    * when_required) moves at the client's pace and has no such limit.
    */
   uploadRequestTimeoutMs?: number;
+  /** Keys listed and deleted per DeleteObjects in deletePrefix (S3's limit and the default: 1000). Lowered by tests. */
+  deletePageSize?: number;
 }
 
 /** S3's limit for one CopyObject (and one PutObject). */
@@ -76,6 +78,32 @@ export const MAX_COPY_OBJECT_SIZE = 5 * 1024 * 1024 * 1024;
 /** Bounds of one stale multipart sweep: pages of ListMultipartUploads (1000 each), and of ListParts per upload. */
 const MAX_UPLOAD_PAGES = 100;
 const MAX_PART_PAGES = 10;
+
+/** Bound of one deletePrefix: pages of 1000 keys (a media or asset folder holds a handful). */
+const MAX_DELETE_ROUNDS = 100;
+
+/**
+ * Why a deletePrefix failed although the store answered: the keys it could not
+ * delete, with its codes (at most the first 10 in the message; all in `failed`).
+ * The cause of the STORAGE_UNAVAILABLE error, so logs of the caller show them.
+ */
+export class DeletePrefixError extends Error {
+  override name = 'DeletePrefixError';
+  constructor(
+    readonly prefix: string,
+    summary: string,
+    readonly failed: { key: string; code?: string | undefined; message?: string | undefined }[],
+  ) {
+    super(
+      failed.length === 0
+        ? summary
+        : `${summary}: ${failed
+            .slice(0, 10)
+            .map((f) => `${f.key}${f.code ? ` (${f.code}${f.message ? `: ${f.message}` : ''})` : ''}`)
+            .join(', ')}${failed.length > 10 ? `, and ${failed.length - 10} more` : ''}`,
+    );
+  }
+}
 
 const NOT_FOUND_NAMES = new Set(['NoSuchKey', 'NotFound', 'NoSuchBucket']);
 
@@ -155,6 +183,7 @@ export class S3Storage implements Storage {
   private readonly copyPartSize: number;
   private readonly responseTimeoutMs: number;
   private readonly uploadRequestTimeoutMs: number;
+  private readonly deletePageSize: number;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -170,6 +199,7 @@ export class S3Storage implements Storage {
     this.checksums = checksums === 'WHEN_SUPPORTED';
     this.responseTimeoutMs = o.responseTimeoutMs ?? 10_000;
     this.uploadRequestTimeoutMs = o.uploadRequestTimeoutMs ?? 60_000;
+    this.deletePageSize = Math.min(Math.max(o.deletePageSize ?? 1000, 1), 1000);
     const common = {
       region: o.region ?? 'us-east-1',
       ...(o.endpoint ? { endpoint: o.endpoint } : {}),
@@ -384,12 +414,28 @@ export class S3Storage implements Storage {
     }
   }
 
+  /**
+   * Deletes every object under `prefix`, a listing page (1000 keys; deletePageSize) per
+   * DeleteObjects. The answer lists the keys the store could not delete (Quiet
+   * only leaves out the ones it did): any such key fails the call with
+   * STORAGE_UNAVAILABLE (the keys and the store's codes in its cause), so the
+   * caller keeps its row and the sweep tries again. Bounded: at most
+   * MAX_DELETE_ROUNDS pages, and a round that lists only keys the previous round
+   * already deleted (a store whose deletes do not take) fails instead of looping.
+   */
   async deletePrefix(prefix: string): Promise<void> {
-    for (;;) {
-      const batch = await this.list(prefix, 1000);
+    let previous = new Set<string>();
+    for (let round = 0; round < MAX_DELETE_ROUNDS; round++) {
+      const batch = await this.list(prefix, this.deletePageSize);
       if (batch.length === 0) return;
+      if (round > 0 && batch.every((o) => previous.has(o.key))) {
+        throw errors.storageUnavailable(
+          new DeletePrefixError(prefix, `the store answered that it deleted ${batch.length} object(s) under ${prefix} but still lists them`, batch.slice(0, 10).map((o) => ({ key: o.key }))),
+        );
+      }
+      let answer;
       try {
-        await this.answered((abortSignal) =>
+        answer = await this.answered((abortSignal) =>
           this.client.send(
             new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((o) => ({ Key: o.key })), Quiet: true } }),
             { abortSignal },
@@ -398,8 +444,14 @@ export class S3Storage implements Storage {
       } catch (e) {
         throw mapS3Error(e, prefix);
       }
-      if (batch.length < 1000) return;
+      const failed = (answer.Errors ?? []).map((e) => ({ key: e.Key ?? '?', code: e.Code, message: e.Message }));
+      if (failed.length > 0) {
+        throw errors.storageUnavailable(new DeletePrefixError(prefix, `the store could not delete ${failed.length} of ${batch.length} object(s) under ${prefix}`, failed));
+      }
+      if (batch.length < this.deletePageSize) return;
+      previous = new Set(batch.map((o) => o.key));
     }
+    throw errors.storageUnavailable(new DeletePrefixError(prefix, `objects remain under ${prefix} after ${MAX_DELETE_ROUNDS} rounds of DeleteObjects`, []));
   }
 
   async list(prefix: string, max = Infinity): Promise<ListedObject[]> {

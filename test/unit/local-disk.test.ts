@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -172,5 +173,100 @@ describe('LocalDiskStorage', () => {
   it('check creates the root and passes', async () => {
     await expect(storage.check()).resolves.toBeUndefined();
     expect(existsSync(path.join(root, '.tmp'))).toBe(true);
+  });
+});
+
+describe('LocalDiskStorage durability and modes', () => {
+  /** A driver whose file system calls are recorded in order: opens, syncs (of which path), renames, links. */
+  function recording(extra: { link?: typeof fsp.link } = {}) {
+    const events: string[] = [];
+    const rel = (p: string) => path.relative(root, p).replace(/^\.tmp[\\/][^\\/]+$/, '.tmp/<file>') || '.';
+    const fs = {
+      open: (async (file: string, flags?: string | number, mode?: number) => {
+        const fh = await fsp.open(file, flags, mode);
+        const sync = fh.sync.bind(fh);
+        fh.sync = async () => {
+          await sync();
+          events.push(`sync ${rel(file)}`);
+        };
+        return fh;
+      }) as typeof fsp.open,
+      rename: (async (from: string, to: string) => {
+        await fsp.rename(from, to);
+        events.push(`rename ${rel(from)} -> ${rel(to)}`);
+      }) as typeof fsp.rename,
+      link: (async (from: string, to: string) => {
+        await (extra.link ?? fsp.link)(from, to);
+        events.push(`link ${rel(from)} -> ${rel(to)}`);
+      }) as typeof fsp.link,
+    };
+    return { events, storage: new LocalDiskStorage(root, { fs }) };
+  }
+
+  it('a put syncs the file before the rename, then every directory entry it added, before it resolves', async () => {
+    const { events, storage: s } = recording();
+    let resolved = false;
+    const put = s.put(KEY, Readable.from([randomBytes(100_000)])).then(() => (resolved = true));
+    await put;
+    expect(resolved).toBe(true);
+    // root, acme/ and acme/{id}/ were all created by this put: the directory of the
+    // file, and the parents of each new directory, are synced after the rename.
+    expect(events).toEqual([
+      'sync .tmp/<file>',
+      `rename .tmp/<file> -> ${KEY}`,
+      'sync acme/0b5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f',
+      'sync acme',
+      'sync .',
+    ]);
+    // A second object in the same folder: only that folder's entry is new.
+    events.length = 0;
+    await s.put(`${path.dirname(KEY)}/thumb`, Readable.from([Buffer.from('x')]));
+    expect(events).toEqual(['sync .tmp/<file>', `rename .tmp/<file> -> ${path.dirname(KEY)}/thumb`, 'sync acme/0b5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f']);
+  });
+
+  it('a failing put syncs and renames nothing', async () => {
+    const { events, storage: s } = recording();
+    await expect(s.put(KEY, failingSource(100_000))).rejects.toThrow(/client went away/);
+    expect(events).toEqual([]);
+  });
+
+  it('a copy syncs the directory of its hard link before it resolves', async () => {
+    const { events, storage: s } = recording();
+    await s.put(KEY, Readable.from([Buffer.from('abc')]));
+    events.length = 0;
+    const to = 'acme/1c5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f/original';
+    await s.copy(KEY, to);
+    expect(events).toEqual([`link ${KEY} -> ${to}`, 'sync acme/1c5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f', 'sync acme']);
+  });
+
+  it('a copy without hard links syncs the copy before its rename and the directory after it, and makes it 0600', async () => {
+    const exdev = (async () => {
+      throw Object.assign(new Error('cross-device link'), { code: 'EXDEV' });
+    }) as typeof fsp.link;
+    const { events, storage: s } = recording({ link: exdev });
+    await s.put(KEY, Readable.from([Buffer.from('abc')]));
+    await chmod(path.join(root, KEY), 0o644); // a file written before blobs were 0600
+    events.length = 0;
+    const to = `${path.dirname(KEY)}/copy`;
+    await s.copy(KEY, to);
+    expect(events).toEqual(['sync .tmp/<file>', `rename .tmp/<file> -> ${to}`, 'sync acme/0b5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f']);
+    expect((await stat(path.join(root, to))).mode & 0o777).toBe(0o600);
+    expect((await readAll(await s.get(to))).toString()).toBe('abc');
+  });
+
+  it('creates blob files 0600 and directories 0700, whatever the umask', async () => {
+    const previous = process.umask(0);
+    try {
+      await storage.put(KEY, Readable.from([Buffer.from('secret bytes')]));
+      await storage.copy(KEY, 'acme/1c5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f/original');
+    } finally {
+      process.umask(previous);
+    }
+    const mode = async (p: string) => (await stat(path.join(root, p))).mode & 0o777;
+    expect(await mode(KEY)).toBe(0o600);
+    expect(await mode('acme/1c5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f/original')).toBe(0o600);
+    for (const dir of ['.', '.tmp', 'acme', 'acme/0b5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f', 'acme/1c5e7f8c-3d2a-4c1b-9e8f-7a6b5c4d3e2f']) {
+      expect([dir, await mode(dir)]).toEqual([dir, 0o700]);
+    }
   });
 });

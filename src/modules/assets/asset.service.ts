@@ -400,15 +400,18 @@ export class AssetService {
 
 /**
  * Removes a deleted asset's objects, then marks them gone (storage_key NULL); the
- * row stays as a tombstone. Safe to repeat; a failure is left for the sweep.
+ * row stays as a tombstone. Safe to repeat; a failure (an object the store could
+ * not delete) leaves storage_key set, for the sweep. True when purged.
  */
-export async function purgeAsset(deps: { prisma: PrismaClient; storage: Storage; logger: Logger }, tenant: string, id: string): Promise<void> {
+export async function purgeAsset(deps: { prisma: PrismaClient; storage: Storage; logger: Logger }, tenant: string, id: string): Promise<boolean> {
   try {
     await deps.storage.deletePrefix(assetKeys.prefix(tenant, id));
     await deps.prisma.$executeRaw`UPDATE asset SET storage_key = NULL, variants = '[]'::jsonb
       WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NOT NULL`;
+    return true;
   } catch (e) {
     deps.logger.warn({ err: e, assetId: id }, 'purge of a deleted asset failed; left for the sweep');
+    return false;
   }
 }
 

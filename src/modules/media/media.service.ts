@@ -174,14 +174,20 @@ export class MediaService {
     return true;
   }
 
-  /** Removes a deleted media's objects, then its row. Safe to repeat. */
-  async purge(tenant: string, id: string): Promise<void> {
+  /**
+   * Removes a deleted media's objects, then its row. Safe to repeat. The row goes
+   * only once every object is gone: a store that could not delete one (deletePrefix
+   * throws) leaves the row marked deleted for the sweep. True when purged.
+   */
+  async purge(tenant: string, id: string): Promise<boolean> {
     try {
       await this.deps.storage.deletePrefix(objectKeys.prefix(tenant, id));
       await this.deps.prisma.$executeRaw`DELETE FROM media WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NOT NULL`;
+      return true;
     } catch (e) {
       // The row stays marked deleted; the sweep retries later.
       this.deps.logger.warn({ err: e, mediaId: id }, 'purge of deleted media failed; left for the sweep');
+      return false;
     }
   }
 }

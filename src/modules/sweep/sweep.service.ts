@@ -54,16 +54,14 @@ export class SweepService {
           SELECT tenant_id, id FROM media WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff}
             AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
         for (const m of deleted) {
-          await this.deps.media.purge(m.tenant_id, m.id);
-          report.deletedMediaPurged++;
+          if (await this.deps.media.purge(m.tenant_id, m.id)) report.deletedMediaPurged++;
         }
 
         const deletedAssets = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
           SELECT tenant_id, id FROM asset WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff} AND storage_key IS NOT NULL
             AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
         for (const a of deletedAssets) {
-          await purgeAsset(this.deps, a.tenant_id, a.id);
-          report.deletedAssetsPurged++;
+          if (await purgeAsset(this.deps, a.tenant_id, a.id)) report.deletedAssetsPurged++;
         }
 
         // A ticket's objects are its own group, {tenant}/{ticket id}/ (staging, and
@@ -80,7 +78,14 @@ export class SweepService {
             AND (${tenant}::text IS NULL OR d.tenant_id = ${tenant})
           LIMIT 10000`;
         for (const t of tickets) {
-          if (!t.has_media) await this.deps.storage.deletePrefix(objectKeys.prefix(t.tenant_id, t.id));
+          // The ticket row goes only once its objects are gone; a store that could not
+          // delete one keeps it for the next sweep, and this sweep goes on.
+          try {
+            if (!t.has_media) await this.deps.storage.deletePrefix(objectKeys.prefix(t.tenant_id, t.id));
+          } catch (err) {
+            this.deps.logger.warn({ err, tenant: t.tenant_id, directUploadId: t.id }, 'sweep: could not delete the objects of a direct upload; the ticket stays for the next sweep');
+            continue;
+          }
           await prisma.$executeRaw`DELETE FROM direct_upload WHERE tenant_id = ${t.tenant_id} AND id = ${t.id}::uuid`;
           report.directUploadsRemoved++;
         }
@@ -154,7 +159,12 @@ export class SweepService {
         const name = `${g.tenant}/${g.id}`;
         if (!keep.has(name)) {
           if (g.newest >= cutoff.getTime()) continue;
-          await this.deps.storage.deletePrefix(objectKeys.prefix(g.tenant, g.id));
+          try {
+            await this.deps.storage.deletePrefix(objectKeys.prefix(g.tenant, g.id));
+          } catch (err) {
+            this.deps.logger.warn({ err, tenant: g.tenant, id: g.id }, 'sweep: could not delete orphaned objects; left for the next sweep');
+            continue;
+          }
           this.deps.logger.info({ tenant: g.tenant, id: g.id }, 'sweep: deleted orphaned objects');
           orphanGroupsDeleted++;
           continue;
