@@ -27,6 +27,14 @@ export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<
   if (!url) {
     embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', logger });
     url = embedded.url;
+    // Interrupted (Ctrl-C, SIGTERM): stop the cluster this command started, then exit.
+    const started = embedded;
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        logger.warn({ signal }, 'interrupted: stopping the embedded PostgreSQL');
+        void started.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      });
+    }
   }
   try {
     await migrate(url);

@@ -50,10 +50,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const s3 = await startS3rver(path.join(dir, 's3'));
   project.provide('s3rver', { endpoint: s3.endpoint, bucket: TEST_BUCKET, credentials: S3RVER_CREDENTIALS });
   project.provide('rgw', rgw ? { endpoint: rgw.endpoint, bucket: rgw.bucket, credentials: rgw.credentials, cephConf: path.join(rgw.dir, 'ceph.conf') } : null);
-  return async () => {
+  const teardown = async () => {
     await s3.close();
     await db.stop();
     await rgw?.close();
     await rm(dir, { recursive: true, force: true });
+  };
+  // A run stopped with Ctrl-C or SIGTERM stops the servers it started, rather than leaving them running.
+  let stopping = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      void teardown().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+    });
+  }
+  return async () => {
+    if (stopping) return;
+    stopping = true;
+    await teardown();
   };
 }

@@ -88,14 +88,14 @@ async function withFault<T>(mode: Mode, writes: RegExp, fn: () => Promise<T>): P
   }
 }
 
-const KEY = 'worker-key-0123456789abcdef';
+const KEY = 'wk-commit-outcome-7Qx2Lp9Vn4Rt8Zc3Hm6Jb1Yd5';
 const worker = (tenant: string) => ({ headers: { authorization: `Bearer ${KEY}`, 'x-worker-type': 'signature-processor', 'x-tenant-id': tenant } });
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const bytesOf = async (f: Blob) => Buffer.from(await f.arrayBuffer());
 
 let app: TestApp;
 beforeAll(async () => {
-  app = await startTestApp({ env: { WORKER_API_KEYS: `${KEY}:signature-processor`, SWEEP_INTERVAL_SECONDS: '0' } });
+  app = await startTestApp({ env: { WORKER_API_KEYS: `${KEY}:signature-processor:*`, WORKER_API_KEYS_ALLOW_ANY_TENANT: 'true', SWEEP_INTERVAL_SECONDS: '0' } });
 });
 afterAll(async () => {
   await app?.close();

@@ -14,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { MIGRATIONS_DIR, migrate } from '../../src/db/migrate.js';
 import { createDatabase, type Database } from '../../src/db/prisma.js';
 import { Prisma } from '../../src/generated/prisma/client.js';
+
+/** Values for columns with a CHECK constraint in the SQL migrations (text columns whose values Prisma does not know). */
+const CHECKED_VALUES: Record<string, unknown> = { 'Media.encryptionMode': 'sse-c' };
 import { newTenant } from '../helpers/app.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -304,6 +307,9 @@ describe('prisma/schema.prisma and the SQL migrations', () => {
 
   /** A value for every field that a wrong column type would not survive. */
   function valueFor(m: PModel, f: PField, i: number): unknown {
+    // Columns the migrations restrict with a CHECK constraint take one of their allowed values.
+    const checked = CHECKED_VALUES[`${m.name}.${f.name}`];
+    if (checked !== undefined) return checked;
     if (parsed.enums.has(f.type)) {
       const values = parsed.enums.get(f.type)!;
       const v = values[values.length - 1 - (i % values.length)];
