@@ -262,7 +262,7 @@ export class S3Storage implements Storage {
         if (!sourceError) throw mapS3Error(e, key);
         // S3 stores nothing of a PutObject cut short, but some stores (s3rver) write in
         // place: never leave what the failed source sent.
-        await this.delete(key).catch(() => undefined);
+        await this.deleteLeftover(key);
         throw sourceError;
       }
       return { size: counter.bytes };
@@ -402,6 +402,21 @@ export class S3Storage implements Storage {
     } catch (e) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: to, UploadId: uploadId })).catch(() => undefined);
       throw e;
+    }
+  }
+
+  /**
+   * Deletes what a failed PutObject may have left. A store that writes in place
+   * (s3rver) can still be finishing the aborted request when the first delete
+   * arrives, and the object then reappears after it: delete until a HEAD finds
+   * nothing, for up to about a second. Best effort; the sweep removes the rest.
+   */
+  private async deleteLeftover(key: string): Promise<void> {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      await this.delete(key).catch(() => undefined);
+      const left = await this.head(key).catch(() => null);
+      if (!left) return;
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
 
