@@ -78,6 +78,16 @@ function stopChild(child: ChildProcess | undefined, graceMs: number): Promise<vo
   });
 }
 
+/**
+ * Daemons started by this process. However it ends (a test run stopped with
+ * SIGTERM exits from inside vitest, before any teardown), they go with it: the
+ * cluster keeps its objects in memory only, so SIGKILL loses nothing.
+ */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of running) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
 /** RGW's pools, created up front: otherwise the first CreateBucket and PutObject each stall while RGW creates them. */
 const POOLS = [
   '.rgw.root',
@@ -169,6 +179,8 @@ export async function startRgw(dir: string, options: { memoryBytes?: number; buc
     child.stderr?.on('data', (c: Buffer) => say(`${cmd}: ${c.toString().trim()}`));
     child.on('error', (e) => say(`${cmd}: ${e.message}`));
     children.push(child);
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     return child;
   };
   const ceph = async (...args: string[]): Promise<string> => {
