@@ -73,11 +73,37 @@ export async function removeStaleRotationSpools(logger: Logger, dir = os.tmpdir(
 }
 
 export class KeyRotation {
-  constructor(private readonly deps: { prisma: PrismaClient; storage: Storage; crypto: ContentCrypto; logger: Logger }) {}
+  constructor(
+    private readonly deps: {
+      prisma: PrismaClient;
+      storage: Storage;
+      crypto: ContentCrypto;
+      logger: Logger;
+      /** How long an old object outlives its row's switch to the new one (default 3 s): reads in flight finish on it. */
+      oldObjectGraceMs?: number;
+    },
+  ) {}
 
   async run(options: { batchSize?: number; tenant?: string } = {}): Promise<RotationReport> {
     const { prisma, crypto } = this.deps;
     await removeStaleRotationSpools(this.deps.logger);
+    // Old objects outlive their row's switch by a grace period: a read that loaded the
+    // row just before the update still finds the object it was told to open.
+    const graceMs = this.deps.oldObjectGraceMs ?? 3000;
+    const retiring: { keys: string[]; mediaId: string; at: number }[] = [];
+    const retire = async (all: boolean) => {
+      while (retiring.length > 0) {
+        const wait = retiring[0]!.at + graceMs - Date.now();
+        if (wait > 0) {
+          if (!all) return;
+          await new Promise((r) => setTimeout(r, wait));
+        }
+        const done = retiring.shift()!;
+        for (const key of done.keys) {
+          await this.deps.storage.delete(key).catch((err: unknown) => this.deps.logger.warn({ err, mediaId: done.mediaId, key }, 'key rotation: could not delete an old object; the sweep will'));
+        }
+      }
+    };
     const active = crypto.ring.active.kid;
     const report: RotationReport = { rotated: 0, failed: [] };
     // Rows this run gave up on (failed, or changed by someone else): never picked again.
@@ -92,8 +118,12 @@ export class KeyRotation {
       if (rows.length === 0) break;
       for (const r of rows) {
         try {
-          if (await this.rotateMedia(r, active)) report.rotated++;
-          else skip.push(r.id);
+          await retire(false);
+          const old = await this.rotateMedia(r, active);
+          if (old) {
+            report.rotated++;
+            retiring.push({ keys: old, mediaId: r.id, at: Date.now() });
+          } else skip.push(r.id);
         } catch (e) {
           this.deps.logger.error({ err: e, mediaId: r.id }, 'key rotation: media left under its old key');
           report.failed.push(r.id);
@@ -101,11 +131,12 @@ export class KeyRotation {
         }
       }
     }
+    await retire(true);
     return report;
   }
 
-  /** true when the row was moved to the active key; false when it changed meanwhile (left alone). */
-  private async rotateMedia(r: Row, active: string): Promise<boolean> {
+  /** The old objects to delete once the row was moved to the active key; null when it changed meanwhile (left alone). */
+  private async rotateMedia(r: Row, active: string): Promise<string[] | null> {
     const { prisma, storage, crypto, logger } = this.deps;
     const media = { tenantId: r.tenant_id, id: r.id };
     const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
@@ -129,11 +160,8 @@ export class KeyRotation {
     if (n !== 1) {
       // Deleted or rotated meanwhile: the copies are the sweep's (or the other run's) to keep or delete.
       logger.warn({ mediaId: r.id }, 'key rotation: the media changed while it was copied; left as it is');
-      return false;
+      return null;
     }
-    for (const m of moves) {
-      await storage.delete(m.from).catch((err: unknown) => logger.warn({ err, mediaId: r.id, key: m.from }, 'key rotation: could not delete an old object; the sweep will'));
-    }
-    return true;
+    return moves.map((m) => m.from);
   }
 }
