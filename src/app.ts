@@ -24,6 +24,7 @@ import { AssetService } from './modules/assets/asset.service.js';
 import { ASSET_MAX_BYTES } from './modules/assets/asset.record.js';
 import { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import { SignedIds } from './modules/direct-uploads/signed-id.js';
+import { PendingWrites } from './db/pending-writes.js';
 import { SweepService } from './modules/sweep/sweep.service.js';
 import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js';
@@ -101,12 +102,14 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const decision = await ContentCrypto.detectMode(storage, ring, logger, { sseCOverHttp: config.sseCOverHttp });
   await reconcileStoredModes(db.prisma, decision, logger);
   const crypto = new ContentCrypto(ring, decision);
-  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images });
+  const pending = new PendingWrites({ prisma: db.prisma, logger });
+  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images, pending });
   const directUploads = new DirectUploadService({
     prisma: db.prisma,
     storage,
     policies,
     uploads,
+    pending,
     signedIds: new SignedIds(secrets.signedIdKey),
     logger,
     images,
@@ -128,15 +131,15 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,
-    rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger }),
+    rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger, pending }),
     images,
     expensiveQueries,
     workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger }),
-    sweep: new SweepService({ prisma: db.prisma, storage, media, logger }),
+    sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger }),
   });
 
   const app = express();

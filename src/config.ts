@@ -153,7 +153,8 @@ const EnvSchema = z.object({
   HTTP_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
   HTTP_KEEP_ALIVE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(600).default(5),
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
-  SWEEP_GRACE_SECONDS: z.coerce.number().int().min(0).default(3600),
+  // Writes in progress are protected by their pending-write records; the grace period is a second guard, never below a minute.
+  SWEEP_GRACE_SECONDS: z.coerce.number().int().min(60).default(3600),
   ASSET_LINKS_ALLOW_PRIVATE_HOSTS: boolString,
   TENANT_EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),
   EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),

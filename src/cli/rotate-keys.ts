@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { KeyRing } from '../crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from '../crypto/content-crypto.js';
 import { KeyRotation } from '../crypto/rotation.js';
+import { PendingWrites } from '../db/pending-writes.js';
 import { runCli } from './bootstrap.js';
 
 const { values } = parseArgs({ options: { tenant: { type: 'string' } } });
@@ -17,7 +18,7 @@ await runCli(async ({ config, logger, db, storage }) => {
   const decision = await ContentCrypto.detectMode(storage, ring, logger, { sseCOverHttp: config.sseCOverHttp });
   await reconcileStoredModes(db.prisma, decision, logger);
   const crypto = new ContentCrypto(ring, decision);
-  const report = await new KeyRotation({ prisma: db.prisma, storage, crypto, logger }).run(values.tenant ? { tenant: values.tenant } : {});
+  const report = await new KeyRotation({ prisma: db.prisma, storage, crypto, logger, pending: new PendingWrites({ prisma: db.prisma, logger }) }).run(values.tenant ? { tenant: values.tenant } : {});
   console.log(JSON.stringify({ activeKey: ring.active.kid, ...report }));
   if (report.failed.length) process.exitCode = 1;
 });

@@ -5,17 +5,17 @@ import { parseArgs } from 'node:util';
 import { ExpensiveQueries } from '../db/expensive-queries.js';
 import { MediaService } from '../modules/media/media.service.js';
 import { PolicyRegistry } from '../modules/policy/policy.js';
-import { SweepService } from '../modules/sweep/sweep.service.js';
+import { MIN_SWEEP_GRACE_SECONDS, SweepService } from '../modules/sweep/sweep.service.js';
 import { runCli } from './bootstrap.js';
 
 const { values } = parseArgs({ options: { 'grace-seconds': { type: 'string' }, tenant: { type: 'string' } } });
 
 await runCli(async ({ config, logger, db, storage }) => {
   const grace = values['grace-seconds'] !== undefined ? Number(values['grace-seconds']) : config.sweepGraceSeconds;
-  if (!Number.isInteger(grace) || grace < 0) throw new Error('--grace-seconds must be a non-negative integer');
+  if (!Number.isInteger(grace) || grace < MIN_SWEEP_GRACE_SECONDS) throw new Error(`--grace-seconds must be an integer of at least ${MIN_SWEEP_GRACE_SECONDS}`);
   const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger, expensive: new ExpensiveQueries(db.pool, config.expensiveQueries) });
-  const report = await new SweepService({ prisma: db.prisma, storage, media, logger }).run({
+  const report = await new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger }).run({
     graceSeconds: grace,
     ...(values.tenant ? { tenant: values.tenant } : {}),
   });

@@ -7,6 +7,8 @@ import type { Storage } from '../storage/storage.js';
 import { objectKeys, variantKey } from '../storage/storage.js';
 import type { VariantRecord } from '../modules/media/media.record.js';
 import type { ContentCrypto, EncryptionMode } from './content-crypto.js';
+import type { PendingWrite, PendingWrites } from '../db/pending-writes.js';
+import { transact } from '../db/transact.js';
 
 export interface RotationReport {
   /** Media now entirely under the active key. */
@@ -79,6 +81,8 @@ export class KeyRotation {
       storage: Storage;
       crypto: ContentCrypto;
       logger: Logger;
+      /** Records writes in progress (the sweep leaves the copies alone until the row points at them). */
+      pending: PendingWrites;
       /** How long an old object outlives its row's switch to the new one (default 3 s): reads in flight finish on it. */
       oldObjectGraceMs?: number;
     },
@@ -135,8 +139,25 @@ export class KeyRotation {
     return report;
   }
 
-  /** The old objects to delete once the row was moved to the active key; null when it changed meanwhile (left alone). */
+  /**
+   * The old objects to delete once the row was moved to the active key; null when
+   * it changed meanwhile (left alone). The copies are written under a
+   * pending-write record, so the sweep leaves them alone until the row points at
+   * them (settled in the statement's transaction).
+   */
   private async rotateMedia(r: Row, active: string): Promise<string[] | null> {
+    const pending = await this.deps.pending.begin(r.tenant_id, r.id);
+    try {
+      const old = await this.rotateMediaAs(r, active, pending);
+      await pending.close();
+      return old;
+    } catch (e) {
+      await pending.close(e);
+      throw e;
+    }
+  }
+
+  private async rotateMediaAs(r: Row, active: string, pending: PendingWrite): Promise<string[] | null> {
     const { prisma, storage, crypto, logger } = this.deps;
     const media = { tenantId: r.tenant_id, id: r.id };
     const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
@@ -153,10 +174,13 @@ export class KeyRotation {
     const moved = variants.map((v, i) => ({ ...v, key: moves[i + 1]!.to }));
     // One statement: keys and key id change together or not at all. Guarded by what
     // the copies were made from, so a concurrent change is never overwritten.
-    const n = await prisma.$executeRaw`
-      UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode}
-      WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL
-        AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
+    const n = await transact(prisma, async (tx) => {
+      await pending.settle(tx);
+      return tx.$executeRaw`
+        UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode}
+        WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL
+          AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
+    });
     if (n !== 1) {
       // Deleted or rotated meanwhile: the copies are the sweep's (or the other run's) to keep or delete.
       logger.warn({ mediaId: r.id }, 'key rotation: the media changed while it was copied; left as it is');

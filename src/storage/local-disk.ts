@@ -253,6 +253,43 @@ export class LocalDiskStorage implements Storage {
     return out.sort((a, b) => a.key.localeCompare(b.key));
   }
 
+  /** Pages of at most 1000 objects, walking directories in name order (a group's objects come together). */
+  async *listPages(prefix: string): AsyncIterable<ListedObject[]> {
+    let page: ListedObject[] = [];
+    async function* walk(dir: string, rel: string): AsyncGenerator<ListedObject> {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      for (const e of entries) {
+        if (rel === '' && e.name === '.tmp') continue;
+        const key = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          if (key.startsWith(prefix) || prefix.startsWith(key + '/')) yield* walk(path.join(dir, e.name), key);
+        } else if (key.startsWith(prefix)) {
+          const s = await stat(path.join(dir, e.name)).catch(() => null);
+          if (s) yield { key, size: s.size, lastModified: s.mtime };
+        }
+      }
+    }
+    for await (const o of walk(this.root, '')) {
+      page.push(o);
+      if (page.length >= 1000) {
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length > 0) yield page;
+  }
+
+  /** Object times are this machine's file times. */
+  async now(): Promise<Date> {
+    return new Date();
+  }
+
   async sweepTemporary(olderThan: Date): Promise<number> {
     let removed = 0;
     for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {

@@ -469,6 +469,49 @@ export class S3Storage implements Storage {
     throw errors.storageUnavailable(new DeletePrefixError(prefix, `objects remain under ${prefix} after ${MAX_DELETE_ROUNDS} rounds of DeleteObjects`, []));
   }
 
+  async *listPages(prefix: string): AsyncIterable<ListedObject[]> {
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.answered((abortSignal) =>
+          this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, MaxKeys: 1000 }), { abortSignal }),
+        );
+      } catch (e) {
+        throw mapS3Error(e, prefix);
+      }
+      const objects: ListedObject[] = [];
+      for (const o of page.Contents ?? []) {
+        if (o.Key) objects.push({ key: o.Key, size: Number(o.Size ?? 0), lastModified: o.LastModified ?? new Date(0) });
+      }
+      yield objects;
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /** From the `Date` of a HeadBucket answer: the store's clock, which LastModified of its objects is on (this machine's when absent). */
+  async now(): Promise<Date> {
+    const command = new HeadBucketCommand({ Bucket: this.bucket });
+    let date: string | undefined;
+    command.middlewareStack.add(
+      (next) => async (args) => {
+        const out = await next(args);
+        const headers = (out.response as { headers?: Record<string, string | undefined> } | undefined)?.headers ?? {};
+        for (const [name, value] of Object.entries(headers)) if (name.toLowerCase() === 'date') date = value;
+        return out;
+      },
+      { step: 'deserialize', name: 'readStoreDate' },
+    );
+    try {
+      await this.answered((abortSignal) => this.client.send(command, { abortSignal }));
+    } catch (e) {
+      throw mapS3Error(e, this.bucket);
+    }
+    // The header has whole seconds, and the store's time is within that second: its end bounds it.
+    const t = date ? Date.parse(date) : NaN;
+    return Number.isFinite(t) ? new Date(t + 999) : new Date();
+  }
+
   async list(prefix: string, max = Infinity): Promise<ListedObject[]> {
     const out: ListedObject[] = [];
     let token: string | undefined;

@@ -113,6 +113,14 @@ export interface Storage {
   deletePrefix(prefix: string): Promise<void>;
   /** Objects whose key starts with prefix (the sweep and tests use it). */
   list(prefix: string): Promise<ListedObject[]>;
+  /**
+   * The same objects page by page (at most about 1000 each), in key order, so that
+   * the objects of one group ({tenant}/{id}/) come one after the other: the sweep
+   * reads a bucket of any size this way without holding it.
+   */
+  listPages?(prefix: string): AsyncIterable<ListedObject[]>;
+  /** The store's own clock, which its object times (lastModified) are on. */
+  now?(): Promise<Date>;
   /** Removes leftovers of interrupted writes older than the date; returns how many (local disk). */
   sweepTemporary?(olderThan: Date): Promise<number>;
   /**

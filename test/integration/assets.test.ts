@@ -12,6 +12,7 @@ import {
   type CreateAssetInput,
 } from '../generated/graphql.js';
 import { newTenant, startTestApp, STORAGE_DRIVER, type TestApp } from '../helpers/app.js';
+import { sweepTenant } from '../helpers/sweep.js';
 import { codeOf, gql, ok } from '../helpers/client.js';
 import { htmlAsPng, jpeg, jpegOfSize, pdf, pdfBytes, png } from '../helpers/files.js';
 import { htmlOfSize, openPut, serviceUploadUrl } from '../helpers/direct-put.js';
@@ -34,15 +35,7 @@ async function create(token: string, input: CreateAssetInput): Promise<AssetFiel
 /** Asset rows of a tenant, deleted ones included. */
 const rows = (tenant: string) => app.db.prisma.asset.count({ where: { tenantId: tenant } });
 
-/** One sweep of a tenant with no grace period (retried while another test file's sweep holds the lock). */
-async function sweep(tenant: string) {
-  for (let i = 0; i < 100; i++) {
-    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
-    if (report) return report;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('the sweep lock was never free');
-}
+const sweep = (tenant: string) => sweepTenant(app, tenant);
 
 /** A GET as a browser or a CDN would send it; redirects are not followed. */
 const get = (path: string, headers: Record<string, string> = {}) =>

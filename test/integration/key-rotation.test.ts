@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { MediaDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, STORAGE_DRIVER, S3_CHECKSUMS, S3_STORE, SSE_C_OVER_HTTP_ENV, testS3Store, TEST_JWT_SECRET, type TestApp } from '../helpers/app.js';
+import { sweepTenant } from '../helpers/sweep.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
 import { decodeHeader } from '../../src/crypto/segmented-gcm.js';
@@ -48,14 +49,7 @@ function referenced(tenant: string, id: string, row: Awaited<ReturnType<typeof r
   return [row.storageKey, ...row.variants.map((v) => v.key ?? `${tenant}/${id}/${v.name}`)].sort();
 }
 
-async function sweep(app: TestApp, tenant: string) {
-  for (let i = 0; i < 50; i++) {
-    const r = await app.services.sweep.run({ graceSeconds: 0, tenant });
-    if (r) return r;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-  throw new Error('the sweep lock stayed taken');
-}
+const sweep = (app: TestApp, tenant: string) => sweepTenant(app, tenant);
 
 /** The storage with deletes that fail while `ctl.failDeletes` (a rotation interrupted after its row update). */
 function failingDeletes(real: Storage, ctl: { failDeletes: boolean }): Storage {
@@ -307,10 +301,21 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     }
     await readsBack();
 
+    // The killed run's record of its write on the held media stays: while it is fresh the
+    // sweep leaves the new copies alone (a live rotation is never swept from under it).
+    const records = () => b.db.prisma.pendingWrite.findMany({ where: { tenantId: tenant } });
+    expect((await records()).map((p) => p.groupId)).toEqual([held.id]);
+    const heldCopies = (await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key).sort();
+    await sweep(b, tenant);
+    expect((await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key).sort()).toEqual(heldCopies);
+    // Ten minutes without a refresh later (aged here), the record is a crashed writer's.
+    await b.db.prisma.$executeRaw`UPDATE pending_write SET touched_at = now() - interval '11 minutes' WHERE tenant_id = ${tenant}`;
     // The new copies of the held media are leftovers, and so are the old objects of media
     // the killed run had just switched (they outlive the switch by a grace period, for
     // reads in flight): the sweep deletes them all, and nothing a row still needs.
     const afterKill = await sweep(b, tenant);
+    expect(afterKill.stalePendingWritesRemoved).toBe(1);
+    expect(await records()).toEqual([]);
     expect(afterKill.staleMediaObjectsDeleted).toBeGreaterThanOrEqual(1 + held.variants.size);
     for (const m of media) {
       expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort(), m.id).toEqual(referenced(tenant, m.id, await rowOf(b, tenant, m.id)));

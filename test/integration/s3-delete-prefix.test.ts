@@ -10,6 +10,7 @@ import { AppError, ErrorCode } from '../../src/errors/index.js';
 import { DeletePrefixError, S3Storage } from '../../src/storage/s3.js';
 import { DeleteMediaDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, S3_STORE, startTestApp, testS3Options, type TestApp } from '../helpers/app.js';
+import { sweepTenant } from '../helpers/sweep.js';
 import { ok } from '../helpers/client.js';
 import { pdf } from '../helpers/files.js';
 import { storedKeys } from '../helpers/stored.js';
@@ -148,12 +149,12 @@ describe(`purges keep their rows when the store keeps an object (${S3_STORE})`, 
     expect(app.logs.some((l) => l['msg'] === 'purge of deleted media failed; left for the sweep' && String((l['err'] as { message?: string })?.message).includes('could not delete'))).toBe(true);
 
     // The sweep while the store still refuses: nothing purged, the row stays, the sweep itself completes.
-    const refused = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const refused = await sweepTenant(app, tenant);
     expect(refused).toMatchObject({ deletedMediaPurged: 0 });
     expect(await app.db.prisma.media.findFirst({ where: { id: media.id } })).not.toBeNull();
 
     faults.deny = () => false;
-    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const report = await sweepTenant(app, tenant);
     expect(report).toMatchObject({ deletedMediaPurged: 1 });
     expect(await app.db.prisma.media.findFirst({ where: { id: media.id } })).toBeNull();
     expect(await storedKeys(app, tenant)).toEqual([]);
@@ -168,10 +169,10 @@ describe(`purges keep their rows when the store keeps an object (${S3_STORE})`, 
     await app.db.prisma.$executeRaw`INSERT INTO asset (tenant_id, id, type, access, name, key, storage_key, deleted_at, variants)
       VALUES (${tenant}, ${id}::uuid, 'BLOB', 'PRIVATE', 'doc', 'doc', ${key}, now() - interval '1 minute', '[]'::jsonb)`;
     faults.deny = (k) => k === key;
-    expect(await app.services.sweep.run({ graceSeconds: 0, tenant })).toMatchObject({ deletedAssetsPurged: 0 });
+    expect(await sweepTenant(app, tenant)).toMatchObject({ deletedAssetsPurged: 0 });
     expect((await app.db.prisma.$queryRaw<{ storage_key: string | null }[]>`SELECT storage_key FROM asset WHERE id = ${id}::uuid`)[0]?.storage_key).toBe(key);
     faults.deny = () => false;
-    expect(await app.services.sweep.run({ graceSeconds: 0, tenant })).toMatchObject({ deletedAssetsPurged: 1 });
+    expect(await sweepTenant(app, tenant)).toMatchObject({ deletedAssetsPurged: 1 });
     expect((await app.db.prisma.$queryRaw<{ storage_key: string | null }[]>`SELECT storage_key FROM asset WHERE id = ${id}::uuid`)[0]?.storage_key).toBeNull();
     expect(await storedKeys(app, tenant)).toEqual([]);
   });

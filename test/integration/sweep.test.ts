@@ -6,6 +6,7 @@ import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
 import { ok } from '../helpers/client.js';
 import { jpeg, pdf, pdfBytes } from '../helpers/files.js';
 import { storedKeys } from '../helpers/stored.js';
+import { sweepTenant } from '../helpers/sweep.js';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -60,11 +61,11 @@ describe('orphan sweep', () => {
     expect(pendingObject.startsWith(`${tenant}/${pendingId}/`)).toBe(true);
 
     // With a grace period longer than everything's age, nothing is touched.
-    const gentle = await app.services.sweep.run({ graceSeconds: 3600, tenant });
+    const gentle = await sweepTenant(app, tenant, 3600);
     expect(gentle).toMatchObject({ deletedMediaPurged: 0, directUploadsRemoved: 0, orphanGroupsDeleted: 0 });
     expect(await storedKeys(app, tenant)).toContain(`${tenant}/${orphanId}/original`);
 
-    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const report = await sweepTenant(app, tenant);
     expect(report).not.toBeNull();
     expect(report!.deletedMediaPurged).toBeGreaterThanOrEqual(1);
     expect(report!.directUploadsRemoved).toBeGreaterThanOrEqual(1);
@@ -109,7 +110,7 @@ describe('orphan sweep', () => {
     // A late presigned PUT (it cannot be revoked) lands on the ticket's staging key.
     await put(t.key, Buffer.from('<html>late</html>'));
 
-    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const report = await sweepTenant(app, tenant);
     expect(report).toMatchObject({ directUploadsRemoved: 1 });
     expect(await storedKeys(app, tenant)).toEqual(mediaKeys);
     expect(await app.db.prisma.directUpload.count({ where: { tenantId: tenant } })).toBe(0);
@@ -134,7 +135,7 @@ describe('orphan sweep', () => {
         completedAt: new Date(Date.now() - 60_000),
       },
     });
-    const report = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const report = await sweepTenant(app, tenant);
     expect(report).toMatchObject({ directUploadsRemoved: 1, orphanGroupsDeleted: 0 });
     expect(await storedKeys(app, tenant)).toEqual(before);
   });
@@ -143,9 +144,9 @@ describe('orphan sweep', () => {
   it('is idempotent: a second run finds nothing more to do for the tenant', async () => {
     const tenant = newTenant();
     await put(`${tenant}/${randomUUID()}/original`, Buffer.from('orphan'));
-    await app.services.sweep.run({ graceSeconds: 0, tenant });
+    await sweepTenant(app, tenant);
     expect(await storedKeys(app, tenant)).toEqual([]);
-    const again = await app.services.sweep.run({ graceSeconds: 0, tenant });
+    const again = await sweepTenant(app, tenant);
     expect(again).not.toBeNull();
     expect(await storedKeys(app, tenant)).toEqual([]);
   });

@@ -1,4 +1,5 @@
 import { mayHaveCommitted, transact } from '../../db/transact.js';
+import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingFile } from '../../graphql/multipart.js';
 import { Prisma, type PrismaClient } from '../../generated/prisma/client.js';
@@ -79,6 +80,8 @@ export interface AssetServiceDeps {
   storage: Storage;
   directUploads: DirectUploadService;
   logger: Logger;
+  /** Records writes in progress (the sweep leaves their groups alone). */
+  pending: PendingWrites;
   /** LINK urls may name loopback, private and link-local hosts (ASSET_LINKS_ALLOW_PRIVATE_HOSTS; default: refused). */
   allowNonPublicLinkHosts?: boolean;
   /** Queries with regular expressions take a turn and a deadline here. */
@@ -157,7 +160,36 @@ export class AssetService {
       throw e;
     }
     const id = randomUUID();
-    if (input.type === 'BLOB' && !input.file) {
+    if (input.type !== 'BLOB') return this.insert(tenant, id, input, fields, null);
+    return this.whilePending(tenant, id, input.file, (pending) => this.createBlob(tenant, subject, id, input, fields, pending));
+  }
+
+  /**
+   * Runs a write of objects into the asset's group with a pending-write record
+   * (the sweep leaves the group alone until the row commits, see
+   * PendingWrites): written before the first object, settled by the transaction
+   * of the row, closed here.
+   */
+  private async whilePending<T>(tenant: string, id: string, file: Upload | null | undefined, write: (pending: PendingWrite) => Promise<T>): Promise<T> {
+    let pending: PendingWrite;
+    try {
+      pending = await this.deps.pending.begin(tenant, id);
+    } catch (e) {
+      await discardUpload(file ?? undefined);
+      throw e;
+    }
+    try {
+      const result = await write(pending);
+      await pending.close();
+      return result;
+    } catch (e) {
+      await pending.close(e);
+      throw e;
+    }
+  }
+
+  private async createBlob(tenant: string, subject: string, id: string, input: CreateAssetArgs, fields: ReturnType<AssetService['checkCreate']>, pending: PendingWrite): Promise<AssetRecord> {
+    if (!input.file) {
       // A direct upload: its verified bytes are copied into the new asset's first revision folder.
       const folder = assetKeys.revision(tenant, id, revision(1));
       return this.deps.directUploads.claimForAsset(tenant, subject, input.signedId!, { limit: ASSET_MAX_BYTES, destination: `${folder}original` }, async (upload, finish) => {
@@ -170,11 +202,11 @@ export class AssetService {
           variants: [],
           cleanup: () => this.deps.storage.deletePrefix(folder),
         });
-        return this.insert(tenant, id, input, fields, blob, finish);
+        return this.insert(tenant, id, input, fields, blob, finish, pending);
       });
     }
-    const blob = input.type === 'BLOB' ? await this.storeUpload(tenant, id, 1, input.file!, fields.filename) : null;
-    return this.insert(tenant, id, input, fields, blob);
+    const blob = await this.storeUpload(tenant, id, 1, input.file, fields.filename);
+    return this.insert(tenant, id, input, fields, blob, undefined, pending);
   }
 
   /** Writes the row of a new asset; on failure its stored objects are deleted. `first` runs in the same transaction, before the insert. */
@@ -185,6 +217,7 @@ export class AssetService {
     fields: ReturnType<AssetService['checkCreate']>,
     blob: StoredBlob | null,
     first?: FinishClaim,
+    pending?: PendingWrite,
   ): Promise<AssetRecord> {
     const key = fields.key ?? id;
     const name = fields.name ?? fields.filename ?? blob?.fileName ?? fields.url ?? key;
@@ -202,6 +235,7 @@ export class AssetService {
       // did not commit; one from COMMIT leaves the outcome unknown (mayHaveCommitted).
       rows = await transact(this.deps.prisma, async (tx) => {
         await first?.(tx);
+        await pending?.settle(tx);
         return statement(tx);
       });
     } catch (e) {
@@ -236,7 +270,23 @@ export class AssetService {
       await discardUpload(input.file ?? undefined);
       throw e;
     }
-    const blob = input.file ? await this.storeUpload(tenant, id, current.version + 1, input.file, fields.filename) : null;
+    if (!input.file) return this.updateAs(tenant, id, input, current, fields, null);
+    const file = input.file;
+    return this.whilePending(tenant, id, file, async (pending) => {
+      const blob = await this.storeUpload(tenant, id, current.version + 1, file, fields.filename);
+      return this.updateAs(tenant, id, input, current, fields, blob, pending);
+    });
+  }
+
+  private async updateAs(
+    tenant: string,
+    id: string,
+    input: UpdateAssetArgs,
+    current: AssetRecord,
+    fields: ReturnType<AssetService['checkUpdate']>,
+    blob: StoredBlob | null,
+    pending?: PendingWrite,
+  ): Promise<AssetRecord> {
 
     const set: Prisma.Sql[] = [];
     if (fields.name !== undefined) set.push(Prisma.sql`name = ${fields.name}`);
@@ -254,13 +304,13 @@ export class AssetService {
 
     let rows: AssetRow[];
     try {
-      rows = await transact(
-        this.deps.prisma,
-        (tx) => tx.$queryRaw<AssetRow[]>`
+      rows = await transact(this.deps.prisma, async (tx) => {
+        await pending?.settle(tx);
+        return tx.$queryRaw<AssetRow[]>`
           UPDATE asset SET ${Prisma.join(set)}
           WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NULL AND version = ${input.version}::int
-          RETURNING *`,
-      );
+          RETURNING *`;
+      });
     } catch (e) {
       await this.cleanupUnlessCommitted(id, blob, e, 'could not delete the objects of a failed update; the sweep will');
       throw e;

@@ -13,7 +13,8 @@ import type { ImageQueue } from '../media/image-queue.js';
 import { processImage } from '../media/images.js';
 import { InspectStream, type InspectResult } from '../media/inspect-stream.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
-import type { UploadService } from '../media/upload.service.js';
+import type { Plan, UploadService } from '../media/upload.service.js';
+import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
 import { sanitiseFileName } from '../media/file-name.js';
 import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, type PolicyRegistry } from '../policy/policy.js';
@@ -24,6 +25,7 @@ export interface DirectUploadDeps {
   storage: Storage;
   policies: PolicyRegistry;
   uploads: UploadService;
+  pending: PendingWrites;
   signedIds: SignedIds;
   logger: Logger;
   images: ImageQueue;
@@ -268,7 +270,20 @@ export class DirectUploadService {
       destination: objectKeys.original(tenant, mediaId),
       limitFor: (mime) => this.deps.policies.limitFor(plan.policy, mime),
     };
-    return this.withClaim(tenant, createdBy, args.signedId, options, async (upload, finish) => {
+    // Before the first object of the new media (the verified copy): the sweep leaves its group alone until the commit.
+    const pending = await this.deps.pending.begin(tenant, mediaId);
+    try {
+      const media = await this.completeAs(tenant, createdBy, args.signedId, mediaId, plan, options, pending);
+      await pending.close();
+      return media;
+    } catch (e) {
+      await pending.close(e);
+      throw e;
+    }
+  }
+
+  private completeAs(tenant: string, createdBy: string, signedId: string, mediaId: string, plan: Plan, options: ClaimOptions, pending: PendingWrite): Promise<MediaRecord> {
+    return this.withClaim(tenant, createdBy, signedId, options, async (upload, finish) => {
       try {
         const kind = SUPPORTED_TYPES.get(upload.mime)!.kind;
         const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, mediaId, upload.mime, this.deps.images) : undefined;
@@ -290,6 +305,7 @@ export class DirectUploadService {
               variants: image?.variants ?? [],
               encryptionKeyId: null,
               encryptionMode: null,
+              pending,
             },
           ],
           finish,

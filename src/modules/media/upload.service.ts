@@ -18,6 +18,7 @@ import type { MediaService } from './media.service.js';
 import { normaliseTags } from './tags.js';
 import { mediaRepository } from './media.repository.js';
 import { mayHaveCommitted, transact } from '../../db/transact.js';
+import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
 
 export interface UploadRequest {
   file: IncomingFile;
@@ -57,6 +58,13 @@ export interface Stored {
   encryptionKeyId: string | null;
   /** How the encrypted objects are stored; null when not encrypted. */
   encryptionMode: EncryptionMode | null;
+  /** The record that keeps the sweep off the objects until commit() settles it (closed by the caller). */
+  pending?: PendingWrite | undefined;
+}
+
+/** Ends the pending writes of stored files: after their commit (no error) or after `error`. */
+export async function closePending(stored: Pick<Stored, 'pending'>[], error?: unknown): Promise<void> {
+  await Promise.all(stored.map((s) => s.pending?.close(error)));
 }
 
 /**
@@ -77,6 +85,7 @@ export class UploadService {
       logger: Logger;
       crypto: ContentCrypto;
       images: ImageQueue;
+      pending: PendingWrites;
     },
   ) {}
 
@@ -134,6 +143,7 @@ export class UploadService {
         stored.push(await this.store(tenant, plans[i]!, r.file));
       } catch (e) {
         await Promise.all([this.removeObjects(tenant, stored.map((s) => s.id)), ...reqs.slice(i + 1).map((x) => discardUpload(x.file))]);
+        await closePending(stored, e);
         throw isAppError(e) ? e.atIndex(i) : e;
       }
     }
@@ -147,12 +157,16 @@ export class UploadService {
    * Nothing runs after the commit inside the clean-up's reach.
    */
   async commitOrRemove(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
+    let media: MediaRecord[];
     try {
-      return await this.commit(tenant, createdBy, stored);
+      media = await this.commit(tenant, createdBy, stored);
     } catch (e) {
       await this.removeUnlessCommitted(tenant, stored.map((s) => s.id), e);
+      await closePending(stored, e);
       throw e;
     }
+    await closePending(stored);
+    return media;
   }
 
   /** After `e` from commit(): deletes the objects of `ids` if nothing of them can have committed; otherwise keeps them and says so. */
@@ -163,11 +177,29 @@ export class UploadService {
 
   /**
    * Streams one file into storage: sniff, limit, hash, and (SENSITIVE, CRITICAL)
-   * encrypt while writing; then image facts and variants (encrypted alike).
+   * encrypt while writing; then image facts and variants (encrypted alike). A
+   * pending-write record is written first: the sweep leaves the objects alone
+   * until commit() settles it, and the caller closes it (closePending).
    */
   async store(tenant: string, plan: Plan, file: IncomingFile): Promise<Stored> {
-    const { storage, crypto } = this.deps;
     const id = randomUUID();
+    let pending: PendingWrite;
+    try {
+      pending = await this.deps.pending.begin(tenant, id);
+    } catch (e) {
+      await discardUpload(file);
+      throw e;
+    }
+    try {
+      return { ...(await this.storeAs(tenant, id, plan, file)), pending };
+    } catch (e) {
+      await pending.close(e);
+      throw e;
+    }
+  }
+
+  private async storeAs(tenant: string, id: string, plan: Plan, file: IncomingFile): Promise<Stored> {
+    const { storage, crypto } = this.deps;
     const key = objectKeys.original(tenant, id);
     const sealed = plan.level !== 'STANDARD';
     const received = await receiveUpload(file, {
@@ -231,6 +263,7 @@ export class UploadService {
     // bytes of committed media.
     const rows = await transact(this.deps.prisma, async (tx) => {
       await first?.(tx);
+      for (const s of stored) await s.pending?.settle(tx);
       for (const s of stored) {
         await tx.media.create({
           data: {

@@ -1,0 +1,296 @@
+// The sweep never deletes work in flight (SPEC 15): writes are protected by their
+// pending-write records, not by timing; ages are read on one clock each; the lock
+// is held for the whole run (and losing it stops the sweep); the listing is read
+// in pages. Slow commits are made real with a PostgreSQL trigger that sleeps in
+// the transaction of one tenant's rows, so the sweep runs between an upload's
+// store and its commit exactly as it would under load.
+import { createHash, randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CompleteDirectUploadDocument, CreateAssetDocument, CreateDirectUploadDocument, UpdateAssetDocument, UploadDocument } from '../generated/graphql.js';
+import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
+import { gql, ok } from '../helpers/client.js';
+import { jpeg, pdfBytes } from '../helpers/files.js';
+import { storedKeys } from '../helpers/stored.js';
+import { sweepTenant } from '../helpers/sweep.js';
+import { SweepLockLost, SweepService } from '../../src/modules/sweep/sweep.service.js';
+import { loadConfig } from '../../src/config.js';
+import type { ListedObject, Storage } from '../../src/storage/storage.js';
+import { createLogger } from '../../src/logger.js';
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0' } });
+  // Sleeps in the transaction that writes (or updates) a row of a tenant listed in slow_commit_tenant.
+  await app.db.pool.query(`
+    CREATE TABLE IF NOT EXISTS slow_commit_tenant (tenant_id text PRIMARY KEY, seconds float NOT NULL, tables text[] NOT NULL);
+    CREATE OR REPLACE FUNCTION slow_commit() RETURNS trigger AS $$
+    DECLARE s float;
+    BEGIN
+      SELECT seconds INTO s FROM slow_commit_tenant WHERE tenant_id = NEW.tenant_id AND TG_TABLE_NAME = ANY(tables);
+      IF s IS NOT NULL THEN PERFORM pg_sleep(s); END IF;
+      RETURN NEW;
+    END $$ LANGUAGE plpgsql;
+    DROP TRIGGER IF EXISTS slow_commit_media ON media;
+    CREATE TRIGGER slow_commit_media BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION slow_commit();
+    DROP TRIGGER IF EXISTS slow_commit_asset ON asset;
+    CREATE TRIGGER slow_commit_asset BEFORE INSERT OR UPDATE ON asset FOR EACH ROW EXECUTE FUNCTION slow_commit();
+    -- A direct upload's completion finishes its ticket first in the commit transaction, before its pending write is settled.
+    DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload;
+    CREATE TRIGGER slow_commit_ticket BEFORE UPDATE ON direct_upload FOR EACH ROW
+      WHEN (NEW.completed_at IS NOT NULL AND OLD.completed_at IS NULL) EXECUTE FUNCTION slow_commit();
+  `);
+});
+afterAll(async () => {
+  // Other test files share this database: the triggers go (they only ever slowed listed tenants).
+  await app?.db.pool.query('DROP TRIGGER IF EXISTS slow_commit_media ON media; DROP TRIGGER IF EXISTS slow_commit_asset ON asset; DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload');
+  await app?.close();
+});
+
+/** Makes the writes of a tenant's rows to `tables` sleep in their transaction (within Prisma's 5 s transaction timeout). */
+const slow = (tenant: string, seconds: number, tables = ['media', 'asset']) =>
+  app.db.pool.query('INSERT INTO slow_commit_tenant VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET seconds = $2, tables = $3', [tenant, seconds, tables]);
+const sha256b64 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
+
+const sweepNow = (tenant: string, service = app.services.sweep) => sweepTenant(app, tenant, 0, service);
+
+/** Waits until the tenant has stored objects matching `match` (the write reached the store; its commit sleeps). */
+async function untilStored(tenant: string, match: (keys: string[]) => boolean): Promise<string[]> {
+  for (let i = 0; i < 200; i++) {
+    const keys = await storedKeys(app, tenant);
+    if (match(keys)) return keys;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`nothing stored for ${tenant}`);
+}
+
+async function bytesAt(url: string, token?: string): Promise<{ status: number; body: Buffer }> {
+  const res = await fetch(url, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+describe('the sweep and writes in flight', () => {
+  it('an upload between its store and its commit survives a sweep with no grace period, and serves its bytes', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    await slow(tenant, 3);
+    const file = await jpeg(900, 600);
+    const uploading = ok(app.url, UploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
+    // The original and its variants are stored; the commit sleeps in its transaction.
+    const before = await untilStored(tenant, (k) => ['original', 'THUMB', 'MEDIUM'].every((n) => k.some((x) => x.endsWith(`/${n}`))));
+    const report = await sweepNow(tenant);
+    expect(report.orphanGroupsDeleted).toBe(0);
+    expect(await storedKeys(app, tenant)).toEqual(before);
+    const media = (await uploading).upload;
+    expect(before.every((k) => k.startsWith(`${tenant}/${media.id}/`))).toBe(true);
+    const served = await bytesAt(media.url!);
+    expect(served.status).toBe(200);
+    expect(served.body.equals(Buffer.from(await file.arrayBuffer()))).toBe(true);
+    // Committed: the record is gone with the transaction, and a later sweep keeps everything.
+    expect((await app.db.pool.query('SELECT count(*)::int AS n FROM pending_write WHERE tenant_id = $1', [tenant])).rows[0].n).toBe(0);
+    await sweepNow(tenant);
+    expect((await storedKeys(app, tenant)).sort()).toEqual([...before].sort());
+  });
+
+  it('a direct upload being completed survives a sweep between its verified copy and its commit', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const bytes = pdfBytes(3);
+    const t = (await ok(app.url, CreateDirectUploadDocument, { input: { filename: 'lease.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: sha256b64(bytes) } }, { token })).createDirectUpload;
+    expect((await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
+    const ticketGroup = t.key.split('/')[1]!;
+    await slow(tenant, 3);
+    const completing = ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token });
+    // The verified copy in the new media's group exists; the commit sleeps.
+    await untilStored(tenant, (k) => k.some((x) => !x.includes(ticketGroup) && x.endsWith('/original')));
+    await sweepNow(tenant);
+    const media = (await completing).completeDirectUpload;
+    const served = await bytesAt(media.url!);
+    expect(served.status).toBe(200);
+    expect(served.body.equals(bytes)).toBe(true);
+  });
+
+  it('a new asset, and an asset\'s new revision, survive a sweep between their store and their commit', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    await slow(tenant, 3);
+    const first = await jpeg(640, 480, 'banner.jpg');
+    const creating = ok(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PUBLIC', file: first } }, { token });
+    await untilStored(tenant, (k) => k.some((x) => x.endsWith('/original')));
+    await sweepNow(tenant);
+    const asset = (await creating).createAsset;
+    expect((await bytesAt(asset.publicUrl!)).body.equals(Buffer.from(await first.arrayBuffer()))).toBe(true);
+
+    const before = await storedKeys(app, tenant);
+    const second = await jpeg(320, 240, 'banner2.jpg');
+    const updating = ok(app.url, UpdateAssetDocument, { id: asset.id, input: { version: 1, file: second } }, { token });
+    await untilStored(tenant, (k) => k.length > before.length && k.filter((x) => x.endsWith('/original')).length === 2);
+    await sweepNow(tenant);
+    const updated = (await updating).updateAsset;
+    const served = await bytesAt(updated.publicUrl!);
+    expect(served.status).toBe(200);
+    expect(served.body.equals(Buffer.from(await second.arrayBuffer()))).toBe(true);
+  });
+
+  it('the record of a crashed writer goes stale: the sweep removes it, then deletes the objects no row claims', async () => {
+    const tenant = newTenant();
+    const id = randomUUID();
+    await app.services.storage.put(`${tenant}/${id}/original`, Readable.from([pdfBytes(1)]));
+    // A live writer's record (refreshed a moment ago) protects the group…
+    await app.db.pool.query('INSERT INTO pending_write (token, tenant_id, group_id) VALUES ($1, $2, $3)', [randomUUID(), tenant, id]);
+    let report = await sweepNow(tenant);
+    expect(report).toMatchObject({ orphanGroupsDeleted: 0, stalePendingWritesRemoved: 0 });
+    expect(await storedKeys(app, tenant)).toEqual([`${tenant}/${id}/original`]);
+    // …until nobody has refreshed it for more than ten minutes.
+    await app.db.pool.query("UPDATE pending_write SET touched_at = now() - interval '11 minutes' WHERE tenant_id = $1", [tenant]);
+    report = await sweepNow(tenant);
+    expect(report).toMatchObject({ orphanGroupsDeleted: 1, stalePendingWritesRemoved: 1 });
+    expect(await storedKeys(app, tenant)).toEqual([]);
+  });
+
+  it('a write whose record the sweep gave up (it stalled for longer than the stale period) does not commit, and leaves nothing', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const bytes = pdfBytes(2);
+    const t = (await ok(app.url, CreateDirectUploadDocument, { input: { filename: 'a.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: sha256b64(bytes) } }, { token })).createDirectUpload;
+    expect((await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
+    const ticketGroup = t.key.split('/')[1]!;
+    await slow(tenant, 3, ['direct_upload']);
+    const completing = gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token });
+    await untilStored(tenant, (k) => k.some((x) => !x.includes(ticketGroup)));
+    // The completion's transaction sleeps before it settles its record. As if the writer had
+    // stalled for ten minutes: the record is stale, and the sweep removes it and the copy no row claims.
+    await app.db.pool.query("UPDATE pending_write SET touched_at = now() - interval '11 minutes' WHERE tenant_id = $1", [tenant]);
+    const report = await sweepNow(tenant);
+    expect(report).toMatchObject({ stalePendingWritesRemoved: 1, orphanGroupsDeleted: 1 });
+    const refused = await completing;
+    expect(refused.errors?.[0]?.extensions?.['code']).toBe('STORAGE_UNAVAILABLE');
+    expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
+    expect((await storedKeys(app, tenant)).every((k) => k.includes(ticketGroup))).toBe(true);
+    // Nothing committed: the ticket is still usable, and completes once the database is quick again.
+    await slow(tenant, 0);
+    const media = (await ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token })).completeDirectUpload;
+    expect((await bytesAt(media.url!)).body.equals(bytes)).toBe(true);
+  });
+});
+
+/** The run's real storage behind a wrapper: listing pages of `pageSize`, times shifted by `skewMs` (a store whose clock is off). */
+function wrapped(real: Storage, o: { pageSize?: number; skewMs?: number; beforePage?: () => Promise<void> } = {}): Storage {
+  const skew = o.skewMs ?? 0;
+  const shift = (x: ListedObject): ListedObject => ({ ...x, lastModified: new Date(x.lastModified.getTime() + skew) });
+  return new Proxy(real, {
+    get(target, prop, receiver) {
+      if (prop === 'list') return () => Promise.reject(new Error('the sweep must read the listing page by page'));
+      if (prop === 'now') return async () => new Date(((await target.now?.()) ?? new Date()).getTime() + skew);
+      if (prop === 'listPages') {
+        return async function* (prefix: string) {
+          const all: ListedObject[] = [];
+          for await (const page of target.listPages!(prefix)) all.push(...page);
+          for (let i = 0; i < all.length; i += o.pageSize ?? 1000) {
+            await o.beforePage?.();
+            yield all.slice(i, i + (o.pageSize ?? 1000)).map(shift);
+          }
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+const sweepWith = (storage: Storage) =>
+  new SweepService({ prisma: app.db.prisma, pool: app.db.pool, storage, media: app.services.media, logger: createLogger('silent') });
+
+describe('the sweep itself', () => {
+  it('reads the listing page by page: groups split over pages are judged whole', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const live = (await ok(app.url, UploadDocument, { input: { file: await jpeg(900, 600), entity: { type: 'property', id: 'p' } } }, { token })).upload;
+    const orphan = randomUUID();
+    for (const name of ['original', 'THUMB', 'MEDIUM']) await app.services.storage.put(`${tenant}/${orphan}/${name}`, Readable.from([Buffer.from(name)]));
+    const liveKeys = (await storedKeys(app, tenant)).filter((k) => k.includes(live.id));
+    expect(liveKeys.length).toBeGreaterThanOrEqual(3);
+    // Pages of one object: every group spans several pages.
+    const report = await sweepNow(tenant, sweepWith(wrapped(app.services.storage, { pageSize: 1 })));
+    expect(report.orphanGroupsDeleted).toBe(1);
+    expect(report.staleMediaObjectsDeleted).toBe(0);
+    expect((await storedKeys(app, tenant)).sort()).toEqual([...liveKeys].sort());
+  });
+
+  it('ages objects on the store\'s clock, not this machine\'s', async () => {
+    const tenant = newTenant();
+    const orphan = randomUUID();
+    await app.services.storage.put(`${tenant}/${orphan}/original`, Readable.from([pdfBytes(1)]));
+    // A store whose clock is two hours behind: the object is seconds old on it, two hours old on ours.
+    const behind = sweepWith(wrapped(app.services.storage, { skewMs: -2 * 3600_000 }));
+    let report = await sweepTenant(app, tenant, 3600, behind);
+    expect(report.orphanGroupsDeleted).toBe(0);
+    expect(await storedKeys(app, tenant)).toEqual([`${tenant}/${orphan}/original`]);
+    // A store two hours ahead: its object times are in this machine's future. On its own
+    // clock the object is seconds old: kept with an hour's grace, deleted with none (on
+    // this machine's clock it would look two hours too young, and stay).
+    const ahead = sweepWith(wrapped(app.services.storage, { skewMs: 2 * 3600_000 }));
+    report = await sweepTenant(app, tenant, 3600, ahead);
+    expect(report.orphanGroupsDeleted).toBe(0);
+    report = await sweepNow(tenant, ahead);
+    expect(report.orphanGroupsDeleted).toBe(1);
+  });
+
+  it('holds its lock for the whole run on a connection of its own, and stops when that connection goes', async () => {
+    const tenant = newTenant();
+    const groups = [randomUUID(), randomUUID(), randomUUID()].sort();
+    for (const g of groups) await app.services.storage.put(`${tenant}/${g}/original`, Readable.from([Buffer.from('x')]));
+    let pause: (() => void) | undefined;
+    const paused = new Promise<void>((r) => (pause = r));
+    let resume: () => void = () => undefined;
+    let pages = 0;
+    const service = sweepWith(
+      wrapped(app.services.storage, {
+        pageSize: 1,
+        beforePage: async () => {
+          if (++pages !== 2) return;
+          pause!();
+          await new Promise<void>((r) => (resume = r));
+        },
+      }),
+    );
+    // Another test file's sweep may hold the lock: wait for it.
+    let running: Promise<unknown> | undefined;
+    for (let i = 0; i < 100 && !running; i++) {
+      const attempt = service.run({ graceSeconds: 0, tenant }).then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+      const first = await Promise.race([attempt, paused.then(() => 'paused' as const)]);
+      if (first === 'paused') running = attempt;
+      else if (first === null) await new Promise((r) => setTimeout(r, 100));
+      else throw new Error(`the sweep ended before its second page: ${JSON.stringify(first)}`);
+    }
+    expect(running).toBeDefined();
+    // Mid-run: the lock is a session lock on an idle connection (no transaction to time out), and another sweep is refused.
+    const holders = await app.db.pool.query<{ pid: number; state: string }>(
+      "SELECT a.pid, a.state FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.objid = 727275 AND l.granted",
+    );
+    expect(holders.rows).toHaveLength(1);
+    expect(holders.rows[0]!.state).toBe('idle');
+    expect(await app.services.sweep.run({ graceSeconds: 0, tenant })).toBeNull();
+    // The lock's connection is killed (a PostgreSQL restart, a proxy): the sweep stops before deleting anything more.
+    await app.db.pool.query('SELECT pg_terminate_backend($1)', [holders.rows[0]!.pid]);
+    await new Promise((r) => setTimeout(r, 200));
+    resume();
+    const outcome = await running!;
+    expect(outcome).toBeInstanceOf(SweepLockLost);
+    // At most the first group (judged before the pause) can be gone; the rest is there, and the lock is free again.
+    const left = await storedKeys(app, tenant);
+    expect(left.length).toBeGreaterThanOrEqual(groups.length - 1);
+    const next = await sweepNow(tenant);
+    expect(next.orphanGroupsDeleted).toBe(left.length);
+    expect(await storedKeys(app, tenant)).toEqual([]);
+  });
+
+  it('the grace period has a floor of a minute in the configuration', () => {
+    expect(() => loadConfig({ SWEEP_GRACE_SECONDS: '0', DATA_DIR: app.dataDir })).toThrow(/SWEEP_GRACE_SECONDS/);
+    expect(() => loadConfig({ SWEEP_GRACE_SECONDS: '59', DATA_DIR: app.dataDir })).toThrow(/SWEEP_GRACE_SECONDS/);
+    expect(loadConfig({ SWEEP_GRACE_SECONDS: '60', DATA_DIR: app.dataDir }).sweepGraceSeconds).toBe(60);
+  });
+});
