@@ -39,6 +39,7 @@ import { ApolloServerPluginHideVariableErrorDetails } from './graphql/hide-schem
 import { ApolloServerPluginQueryCost, queryLimitOptions } from './graphql/query-limits.js';
 import { sendError } from './http/respond.js';
 import { edgeInput } from './http/edge-input.js';
+import { CORS_PATHS, corsMiddleware } from './http/cors.js';
 import { ApolloServerPluginStorableText } from './graphql/input-text.js';
 import type { Logger } from './logger.js';
 import { MediaService } from './modules/media/media.service.js';
@@ -161,6 +162,9 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   });
 
   app.use(metrics.middleware(logger));
+  // Before anything can refuse a request, so that browser front ends on listed
+  // origins can read the refusal too; preflights are answered here.
+  app.use(CORS_PATHS, corsMiddleware(config.corsOrigins));
   app.use(edgeInput());
 
   app.get('/healthz', (_req, res) => {

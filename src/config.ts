@@ -95,6 +95,38 @@ const workerKeys = optionalString.transform((raw, ctx) => {
   return keys;
 });
 
+// Each entry is an origin exactly as a browser sends it in the Origin header
+// (scheme://host[:port], lower case, no default port, no path), compared as a
+// string: no wildcards and no patterns. "*" is refused, not supported: every
+// deployment can list its front ends, and a listed origin is a decision.
+const corsOrigins = optionalString.transform((raw, ctx) => {
+  const origins = new Set<string>();
+  if (!raw) return origins;
+  for (const [index, rawEntry] of raw.split(',').entries()) {
+    const entry = rawEntry.trim();
+    if (entry === '') continue;
+    const n = `entry ${index + 1} (${JSON.stringify(entry.slice(0, 100))})`;
+    const fail = (message: string) => {
+      ctx.addIssue({ code: 'custom', message: `${n} ${message}` });
+      return z.NEVER;
+    };
+    // (URL parsing accepts "*" in a host name: https://*.example.com would be kept as a literal name.)
+    if (entry.includes('*')) return fail('is a wildcard: list each origin allowed to call the API (https://app.example.com); "*" is not supported');
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      return fail('is not an origin; expected scheme://host[:port], e.g. https://app.example.com');
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') return fail('must be an http: or https: origin');
+    if (url.origin !== entry) {
+      return fail(`is not an origin as browsers send it (scheme://host[:port], lower case, no default port, no path or trailing slash): did you mean ${url.origin}?`);
+    }
+    origins.add(entry);
+  }
+  return origins;
+});
+
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 /** JWKS must come over TLS: whoever can alter it mints tokens. Plain http only to this machine (local identity providers, tests). */
 function jwksUrlProblem(raw: string): string | undefined {
@@ -117,6 +149,7 @@ const EnvSchema = z.object({
   S3_FORCE_PATH_STYLE: boolString,
   S3_CHECKSUMS: z.enum(['when_required', 'when_supported']).default('when_required'),
   S3_SSE_C_OVER_HTTP: optionalString.pipe(z.enum(['loopback']).optional()),
+  CORS_ORIGINS: corsOrigins,
   PUBLIC_BASE_URL: optionalString.pipe(z.string().url().optional()),
   JWT_SECRET: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   JWT_JWKS_URL: optionalString.pipe(z.string().url().optional()),
@@ -191,6 +224,11 @@ export interface Config {
    */
   readonly sseCOverHttp: 'loopback' | undefined;
   readonly publicBaseUrl: string | undefined;
+  /**
+   * Browser origins allowed to call the API cross-origin (CORS_ORIGINS); empty:
+   * CORS is off and no response carries CORS headers. See src/http/cors.ts.
+   */
+  readonly corsOrigins: ReadonlySet<string>;
   readonly jwt: {
     readonly secret: string | undefined;
     readonly jwksUrl: string | undefined;
@@ -327,6 +365,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : undefined,
     sseCOverHttp: e.S3_SSE_C_OVER_HTTP,
     publicBaseUrl: e.PUBLIC_BASE_URL?.replace(/\/+$/, ''),
+    corsOrigins: e.CORS_ORIGINS,
     jwt: Object.freeze({
       secret: e.JWT_SECRET,
       jwksUrl: e.JWT_JWKS_URL,

@@ -7,6 +7,7 @@ import { publicUrlOf } from '../modules/assets/asset.record.js';
 import { INLINE_KINDS, SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { serveContent, variantFileName, type Servable } from './content.routes.js';
 import { route } from './respond.js';
+import { allowAnyOrigin } from './cors.js';
 import { sanitiseFileName } from '../modules/media/file-name.js';
 
 const TENANT_RE = /^[a-z][a-z0-9]{2,15}$/;
@@ -59,6 +60,8 @@ const variantParam = (req: Request) => (typeof req.query['variant'] === 'string'
  *   days), a PRIVATE blob only with a token of that tenant with asset:read, a LINK
  *   as 301 (a PRIVATE one under the same rule as a PRIVATE blob); `?handleError=true`
  *   answers a missing key with an empty 204.
+ * With CORS on (CORS_ORIGINS), the PUBLIC assets of the second route answer any
+ * origin (src/http/cors.ts); everything else answers the listed origins only.
  * Both take `?variant=THUMB|MEDIUM|LARGE|LARGE_2X` for image variants, and serve
  * content like the media routes (nosniff, sandbox CSP, Content-Disposition,
  * ETag / If-None-Match, Range).
@@ -109,10 +112,13 @@ export function assetRoutes(services: Services): Router {
       }
       if (asset.type === 'LINK') {
         const target = services.assets.linkTarget(asset);
+        if (target && asset.access === 'PUBLIC') allowAnyOrigin(services.config.corsOrigins, res);
         return target ? redirect(res, target) : missing();
       }
       const item = servableOf(asset, variantParam(req));
       if (!item) return missing();
+      // Public content, for any page to use; a missing key or a PRIVATE asset keeps the listed origins only.
+      if (asset.access === 'PUBLIC') allowAnyOrigin(services.config.corsOrigins, res);
       await serveContent(services, req, res, item);
     }),
   );

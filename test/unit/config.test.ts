@@ -76,6 +76,32 @@ describe('loadConfig', () => {
     expect(configError({ ASSET_LINKS_ALLOW_PRIVATE_HOSTS: 'yes' }).message).toMatch(/ASSET_LINKS_ALLOW_PRIVATE_HOSTS/);
   });
 
+  it('has no CORS origins by default; CORS_ORIGINS lists exact origins', () => {
+    expect(loadConfig({}).corsOrigins.size).toBe(0);
+    expect(loadConfig({ CORS_ORIGINS: ' ' }).corsOrigins.size).toBe(0);
+    const c = loadConfig({ CORS_ORIGINS: 'https://app.example.com, http://127.0.0.1:5173,,http://[::1]:8080,https://app.example.com' });
+    expect([...c.corsOrigins]).toEqual(['https://app.example.com', 'http://127.0.0.1:5173', 'http://[::1]:8080']);
+  });
+
+  it.each([
+    ['*', /wildcard/],
+    ['https://*.example.com', /wildcard/],
+    ['app.example.com', /not an origin/],
+    ['https://app.example.com/', /did you mean https:\/\/app\.example\.com\?/],
+    ['https://app.example.com/spa', /did you mean https:\/\/app\.example\.com\?/],
+    ['https://App.Example.com', /did you mean https:\/\/app\.example\.com\?/],
+    ['https://app.example.com:443', /did you mean https:\/\/app\.example\.com\?/],
+    ['https://user@app.example.com', /not an origin as browsers send it/],
+    ['https://app.example.com?x=1', /not an origin as browsers send it/],
+    ['ftp://files.example.com', /http: or https:/],
+    ['null', /not an origin/],
+    ['https://ok.example.com,http://', /entry 2/],
+  ])('refuses CORS_ORIGINS=%s, naming the variable and the entry', (value, message) => {
+    const e = configError({ CORS_ORIGINS: value });
+    expect(e.message).toMatch(/\bCORS_ORIGINS\b/);
+    expect(e.message).toMatch(message);
+  });
+
   it.each([['abc'], ['-1'], ['65536'], ['80.5']])('refuses PORT=%s, naming PORT', (port) => {
     const e = configError({ PORT: port });
     expect(e.message).toMatch(/^invalid configuration:/);
