@@ -25,6 +25,7 @@ import { ASSET_MAX_BYTES } from './modules/assets/asset.record.js';
 import { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import { SignedIds } from './modules/direct-uploads/signed-id.js';
 import { PendingWrites } from './db/pending-writes.js';
+import { sealLegacyChecksums } from './crypto/sealed-checksum.js';
 import { SweepService } from './modules/sweep/sweep.service.js';
 import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js';
@@ -102,6 +103,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);
   const decision = await ContentCrypto.detectMode(storage, ring, logger, { sseCOverHttp: config.sseCOverHttp });
   await reconcileStoredModes(db.prisma, decision, logger);
+  await sealLegacyChecksums(db.prisma, ring, logger);
   const crypto = new ContentCrypto(ring, decision);
   const pending = new PendingWrites({ prisma: db.prisma, logger });
   const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images, pending });

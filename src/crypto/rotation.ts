@@ -9,6 +9,7 @@ import type { VariantRecord } from '../modules/media/media.record.js';
 import type { ContentCrypto, EncryptionMode } from './content-crypto.js';
 import type { PendingWrite, PendingWrites } from '../db/pending-writes.js';
 import { transact } from '../db/transact.js';
+import { openChecksum, sealChecksum } from './sealed-checksum.js';
 
 export interface RotationReport {
   /** Media now entirely under the active key. */
@@ -160,9 +161,10 @@ export class KeyRotation {
   private async rotateMediaAs(r: Row, active: string, pending: PendingWrite): Promise<string[] | null> {
     const { prisma, storage, crypto, logger } = this.deps;
     const media = { tenantId: r.tenant_id, id: r.id };
+    const owner = { ...media, checksum: r.checksum, encryptionKeyId: r.encryption_key_id };
     const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
     const moves: Move[] = [
-      { from: r.storage_key, to: objectKeys.rotated(r.tenant_id, r.id, 'original', active), plainSize: Number(r.file_size), checksum: r.checksum },
+      { from: r.storage_key, to: objectKeys.rotated(r.tenant_id, r.id, 'original', active), plainSize: Number(r.file_size), checksum: openChecksum(crypto.ring, owner) },
       ...variants.map((v) => ({ from: variantKey(media, v), to: objectKeys.rotated(r.tenant_id, r.id, v.name, active), plainSize: v.size })),
     ];
     for (const m of moves) {
@@ -177,8 +179,9 @@ export class KeyRotation {
     const n = await transact(prisma, async (tx) => {
       await pending.settle(tx);
       return tx.$executeRaw`
-        UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode}
-        WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL
+        UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode},
+               checksum = ${sealChecksum(crypto.ring, active, media, openChecksum(crypto.ring, owner))}
+        WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL AND checksum = ${r.checksum}
           AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
     });
     if (n !== 1) {

@@ -11,6 +11,7 @@ import type { MediaRecord } from '../modules/media/media.record.js';
 import { variantKey, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
+import { openChecksum } from '../crypto/sealed-checksum.js';
 
 
 /** One stored object to send: where it is and the headers that describe it. */
@@ -163,11 +164,22 @@ function mediaCacheControl(media: MediaRecord): string {
  * that would let anyone who sees an ETag (a proxy, a log) confirm that a known
  * document is stored. It changes when the media's key rotates (one re-download).
  */
-function mediaEtag(services: Services, media: MediaRecord, variant?: string): string {
+function mediaEtag(services: Services, res: Response, media: MediaRecord, variant?: string): string {
   const suffix = variant ? `-${variant.toLowerCase()}` : '';
   if (!media.encrypted || !media.encryptionKeyId) return `"${media.checksum}${suffix}"`;
   const key = services.crypto.ring.objectKey(media.encryptionKeyId, 'etag');
-  return `"${createHmac('sha256', key).update(`${media.checksum}${suffix}`).digest('base64url').slice(0, 32)}"`;
+  return `"${createHmac('sha256', key).update(`${plainChecksum(services, res, media)}${suffix}`).digest('base64url').slice(0, 32)}"`;
+}
+
+/** The hex SHA-256 of a media's content (an encrypted media's row holds it sealed); one that does not open is an integrity failure. */
+function plainChecksum(services: Services, res: Response, media: MediaRecord): string {
+  try {
+    return openChecksum(services.crypto.ring, media);
+  } catch (e) {
+    if (!(e instanceof IntegrityFailure)) throw e;
+    services.logger.error({ event: 'INTEGRITY_ERROR', mediaId: media.id, reason: e.message, requestId: res.locals['requestId'] }, 'integrity failure: stored checksum does not open');
+    throw errors.integrity('Stored content failed verification');
+  }
 }
 
 export function contentRoutes(services: Services): Router {
@@ -183,11 +195,11 @@ export function contentRoutes(services: Services): Router {
         key: media.storageKey,
         size: media.fileSize,
         mediaType: media.mediaType,
-        etag: mediaEtag(services, media),
+        etag: mediaEtag(services, res, media),
         fileName: media.fileName,
         inline: INLINE_KINDS.has(media.kind),
         cacheControl: mediaCacheControl(media),
-        open: mediaBody(services, res, media, media.storageKey, media.fileSize, media.checksum),
+        open: mediaBody(services, res, media, media.storageKey, media.fileSize, plainChecksum(services, res, media)),
       });
     }),
   );
@@ -204,7 +216,7 @@ export function contentRoutes(services: Services): Router {
         key,
         size: v.size,
         mediaType: v.mediaType,
-        etag: mediaEtag(services, media, v.name),
+        etag: mediaEtag(services, res, media, v.name),
         fileName: variantFileName(media.fileName, v.name),
         inline: true,
         cacheControl: mediaCacheControl(media),

@@ -6,6 +6,9 @@ import { Entity, EntityInput } from '../entities/entity.type.js';
 import { Role } from '../roles/role.type.js';
 import type { EntityRef, MediaRecord, RoleRecord } from './media.record.js';
 import { contentPath, signedUrl, variantUrl } from './media.links.js';
+import { openChecksum } from '../../crypto/sealed-checksum.js';
+import { IntegrityFailure } from '../../crypto/segmented-gcm.js';
+import { errors } from '../../errors/index.js';
 import { ImageVariant, Media, MediaConnection, MediaPage } from './media.type.js';
 import { UploadInput } from './media.input.js';
 import { checkFirst, decodeCursor, isUuid } from './cursor.js';
@@ -95,6 +98,18 @@ export class MediaResolver {
   @FieldResolver(() => String, { nullable: true, description: 'Where the bytes can be fetched without credentials for a limited time: null for encrypted media (use contentPath with credentials).' })
   url(@Root() m: MediaRecord, @Ctx() ctx: Context): Promise<string | null> {
     return signedUrl(ctx.services, m, contentPath(m.id));
+  }
+
+  @FieldResolver(() => String, { description: 'Hex SHA-256 of the original (plaintext) content.' })
+  checksum(@Root() m: MediaRecord, @Ctx() ctx: Context): string {
+    // Encrypted media keep it sealed at rest (a known file's hash would confirm it is stored).
+    try {
+      return openChecksum(ctx.services.crypto.ring, m);
+    } catch (e) {
+      if (!(e instanceof IntegrityFailure)) throw e;
+      ctx.services.logger.error({ event: 'INTEGRITY_ERROR', mediaId: m.id, reason: e.message }, 'integrity failure: stored checksum does not open');
+      throw errors.integrity('Stored content failed verification');
+    }
   }
 
   @FieldResolver(() => String, { description: 'API path that streams the content to an authorised caller (decrypting and verifying it).' })

@@ -34,7 +34,7 @@ export class Media {
   @Field(() => SafeIntScalar, { description: 'Size of the original content in bytes.' })
   fileSize!: number;
 
-  @Field(() => String, { description: 'Hex SHA-256 of the original (plaintext) content.' })
+  // checksum: a field resolver (MediaResolver), since an encrypted media's row holds it sealed.
   checksum!: string;
 
   @Field(() => SecurityLevel, { description: 'Security level: from the entity policy, raised by roles or the upload.' })

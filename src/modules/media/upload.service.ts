@@ -19,6 +19,7 @@ import { normaliseTags } from './tags.js';
 import { mediaRepository } from './media.repository.js';
 import { mayHaveCommitted, transact } from '../../db/transact.js';
 import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
+import { sealChecksum } from '../../crypto/sealed-checksum.js';
 
 export interface UploadRequest {
   file: IncomingFile;
@@ -273,7 +274,8 @@ export class UploadService {
             mediaType: s.mime,
             kind: SUPPORTED_TYPES.get(s.mime)!.kind,
             fileSize: BigInt(s.size),
-            checksum: s.checksum,
+            // An encrypted media's checksum is a fact about the document: sealed at rest.
+            checksum: s.encryptionKeyId !== null ? sealChecksum(this.deps.crypto.ring, s.encryptionKeyId, { tenantId: tenant, id: s.id }, s.checksum) : s.checksum,
             securityLevel: s.plan.level,
             encrypted: s.encryptionKeyId !== null,
             encryptionKeyId: s.encryptionKeyId,

@@ -1,3 +1,4 @@
+import { openChecksum } from '../../crypto/sealed-checksum.js';
 import type { IncomingFile } from '../../graphql/multipart.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Readable } from 'node:stream';
@@ -49,7 +50,7 @@ export class WorkerService {
       documentName: media.fileName,
       contentType: media.mediaType,
       fileSize: media.fileSize,
-      checksum: media.checksum,
+      checksum: openChecksum(this.deps.crypto.ring, media),
       securityLevel: media.securityLevel,
     };
   }
@@ -59,8 +60,9 @@ export class WorkerService {
     const { storage, crypto } = this.deps;
     let body: Readable;
     try {
+      const checksum = openChecksum(crypto.ring, media);
       body = media.encrypted
-        ? await crypto.open(storage, { key: media.storageKey, kid: media.encryptionKeyId!, mode: media.encryptionMode, plainSize: media.fileSize, checksum: media.checksum })
+        ? await crypto.open(storage, { key: media.storageKey, kid: media.encryptionKeyId!, mode: media.encryptionMode, plainSize: media.fileSize, checksum })
         : (await storage.get(media.storageKey)).pipe(new VerifyChecksum(media.checksum));
       const parts: Buffer[] = [];
       for await (const c of body) parts.push(c as Buffer);
