@@ -105,7 +105,7 @@ async function main(): Promise<void> {
       const port = await freePort();
       const service = startChild(
         ['--import', 'tsx', 'src/main.ts'],
-        { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: path.join(work, `data-${level}`), DATABASE_URL: db.url, JWT_SECRET, LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0', ...extraEnv },
+        { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: path.join(work, `data-${level}`), DATABASE_URL: db.url, DEV_ALLOW_GENERATED_SECRETS: 'true', JWT_SECRET, LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0', ...extraEnv },
         'service',
       );
       const base = `http://127.0.0.1:${port}`;

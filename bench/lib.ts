@@ -185,6 +185,7 @@ export async function startBenchStore(driver: 's3' | 'rgw', dir: string, bucket:
     endpoint,
     credentials,
     env: {
+      DEV_ALLOW_GENERATED_SECRETS: 'true',
       S3_BUCKET: bucket,
       S3_ENDPOINT: endpoint,
       S3_FORCE_PATH_STYLE: 'true',

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const db = await startEmbeddedPostgres({ dir: path.join(work, 'pg'), database: 'media' });
   const port = await freePort();
   const service = startChild(['--import', 'tsx', 'src/main.ts'], {
-    PORT: String(port), HOST: '127.0.0.1', DATA_DIR: path.join(work, 'data'), DATABASE_URL: db.url, JWT_SECRET, LOG_LEVEL: 'warn',
+    PORT: String(port), HOST: '127.0.0.1', DATA_DIR: path.join(work, 'data'), DATABASE_URL: db.url, DEV_ALLOW_GENERATED_SECRETS: 'true', JWT_SECRET, LOG_LEVEL: 'warn',
     SWEEP_INTERVAL_SECONDS: '0', NODE_ENV: 'production', INTROSPECTION: 'true',
   }, 'service');
   const api = `http://127.0.0.1:${port}`;

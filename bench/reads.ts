@@ -61,9 +61,9 @@ async function main(): Promise<void> {
   const rawPort = await freePort();
   const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const service = startChild([...profile, '--import', 'tsx', 'src/main.ts'], {
-    PORT: String(apiPort), HOST: '127.0.0.1', DATA_DIR: path.join(work, 'data'), DATABASE_URL: db.url, JWT_SECRET, LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0',
+    PORT: String(apiPort), HOST: '127.0.0.1', DATA_DIR: path.join(work, 'data'), DATABASE_URL: db.url, DEV_ALLOW_GENERATED_SECRETS: 'true', JWT_SECRET, LOG_LEVEL: 'warn', SWEEP_INTERVAL_SECONDS: '0',
   }, 'service');
-  const raw = startChild(['--import', 'tsx', 'bench/raw-reads-server.ts'], { PORT: String(rawPort), DATABASE_URL: db.url, TENANT }, 'raw');
+  const raw = startChild(['--import', 'tsx', 'bench/raw-reads-server.ts'], { PORT: String(rawPort), DATABASE_URL: db.url, DEV_ALLOW_GENERATED_SECRETS: 'true', TENANT }, 'raw');
   const api = `http://127.0.0.1:${apiPort}`;
   const rawBase = `http://127.0.0.1:${rawPort}`;
   const sql = new pg.Client({ connectionString: db.url });

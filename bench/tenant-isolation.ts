@@ -133,7 +133,7 @@ async function main(): Promise<void> {
       PORT: String(port),
       HOST: '127.0.0.1',
       DATA_DIR: path.join(work, 'data'),
-      DATABASE_URL: db.url,
+      DATABASE_URL: db.url, DEV_ALLOW_GENERATED_SECRETS: 'true',
       JWT_SECRET,
       LOG_LEVEL: 'warn',
       SWEEP_INTERVAL_SECONDS: '0',

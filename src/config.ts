@@ -160,6 +160,7 @@ const EnvSchema = z.object({
   JWT_CLOCK_TOLERANCE_SECONDS: z.coerce.number().int().min(0).max(300).default(30),
   WORKER_API_KEYS: workerKeys,
   WORKER_API_KEYS_ALLOW_ANY_TENANT: boolString,
+  DEV_ALLOW_GENERATED_SECRETS: boolString,
   MEDIA_KEYS: optionalString,
   MEDIA_POLICY_FILE: optionalString,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -320,6 +321,19 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       e.SIGNING_SECRET ? undefined : 'SIGNING_SECRET: required with JWT_JWKS_URL (the secret signed links and direct upload ids are derived from, the same on every instance)',
     ].filter(Boolean);
     if (problems.length > 0) throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  // With a database or a bucket that other instances can share, secrets generated
+  // under this DATA_DIR would differ from theirs: each instance would read the
+  // others' encrypted media as corrupt and reject their tokens.
+  if ((e.DATABASE_URL || e.S3_BUCKET) && !e.DEV_ALLOW_GENERATED_SECRETS) {
+    const shared = e.DATABASE_URL ? 'DATABASE_URL' : 'S3_BUCKET';
+    const problems = [
+      e.MEDIA_KEYS ? undefined : `MEDIA_KEYS: required with ${shared} (every instance must encrypt and decrypt with the same key ring; generate one with: node -e "console.log('k1:' + require('crypto').randomBytes(32).toString('base64'))")`,
+      e.JWT_SECRET || e.JWT_JWKS_URL ? undefined : `JWT_SECRET: required with ${shared} (or JWT_JWKS_URL): every instance must accept the same tokens`,
+    ].filter(Boolean);
+    if (problems.length > 0) {
+      throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}\n  (for a single development instance, DEV_ALLOW_GENERATED_SECRETS=true generates them under DATA_DIR instead)`);
+    }
   }
   if (!e.WORKER_API_KEYS_ALLOW_ANY_TENANT && [...e.WORKER_API_KEYS.values()].some((g) => g.tenants === '*')) {
     throw new ConfigError(

@@ -54,7 +54,8 @@ export class KeyRing {
   static load(spec: string | undefined, dataDir: string): KeyRing {
     if (spec) return KeyRing.parse(spec);
     const text = readOrCreateSecretFile(dataDir, 'media-keys', () => {
-      const kid = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      // The date says when; the random part keeps two generated rings from sharing a name.
+      const kid = `k${new Date().toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(4).toString('hex')}`;
       return `${kid}:${randomBytes(32).toString('base64')}\n`;
     });
     return KeyRing.parse(text.trim());
@@ -73,6 +74,18 @@ export class KeyRing {
     const ring = this.byKid.get(kid);
     if (!ring) throw new Error(`unknown encryption key id "${kid}"`);
     return Buffer.from(hkdfSync('sha256', ring.material, 'media-api/v1', `object:${objectId}`, 32));
+  }
+
+  /**
+   * What tells two keys of the same name apart: 16 hex characters derived from the
+   * material (HKDF, its own purpose; reveals nothing usable about the key).
+   * Recorded with each encrypted media, so that a ring whose key of that name is
+   * another key is reported as such, not as corrupt content.
+   */
+  fingerprint(kid: string): string {
+    const ring = this.byKid.get(kid);
+    if (!ring) throw new Error(`unknown encryption key id "${kid}"`);
+    return Buffer.from(hkdfSync('sha256', ring.material, 'media-api/v1', 'key-fingerprint', 8)).toString('hex');
   }
 
   /** A fingerprint of the ring for logs: key ids and a hash prefix, never material. */

@@ -26,6 +26,7 @@ interface Row {
   checksum: string;
   encryption_key_id: string;
   encryption_mode: EncryptionMode | null;
+  encryption_key_fp: string | null;
   variants: VariantRecord[] | string;
 }
 
@@ -115,7 +116,7 @@ export class KeyRotation {
     const skip: string[] = [];
     for (;;) {
       const rows = await prisma.$queryRaw<Row[]>`
-        SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, encryption_mode, variants FROM media
+        SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, encryption_mode, encryption_key_fp, variants FROM media
         WHERE encrypted AND deleted_at IS NULL AND encryption_key_id <> ${active}
           AND (${options.tenant ?? null}::text IS NULL OR tenant_id = ${options.tenant ?? null})
           AND NOT (id::text = ANY(${skip}::text[]))
@@ -161,7 +162,7 @@ export class KeyRotation {
   private async rotateMediaAs(r: Row, active: string, pending: PendingWrite): Promise<string[] | null> {
     const { prisma, storage, crypto, logger } = this.deps;
     const media = { tenantId: r.tenant_id, id: r.id };
-    const owner = { ...media, checksum: r.checksum, encryptionKeyId: r.encryption_key_id };
+    const owner = { ...media, checksum: r.checksum, encryptionKeyId: r.encryption_key_id, encryptionKeyFp: r.encryption_key_fp };
     const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
     const moves: Move[] = [
       { from: r.storage_key, to: objectKeys.rotated(r.tenant_id, r.id, 'original', active), plainSize: Number(r.file_size), checksum: openChecksum(crypto.ring, owner) },
@@ -180,7 +181,7 @@ export class KeyRotation {
       await pending.settle(tx);
       return tx.$executeRaw`
         UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode},
-               checksum = ${sealChecksum(crypto.ring, active, media, openChecksum(crypto.ring, owner))}
+               checksum = ${sealChecksum(crypto.ring, active, media, openChecksum(crypto.ring, owner))}, encryption_key_fp = ${crypto.ring.fingerprint(active)}
         WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL AND checksum = ${r.checksum}
           AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
     });

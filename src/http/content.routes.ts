@@ -11,7 +11,7 @@ import type { MediaRecord } from '../modules/media/media.record.js';
 import { variantKey, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
-import { openChecksum } from '../crypto/sealed-checksum.js';
+import { keyOrIntegrityError, openChecksum } from '../crypto/sealed-checksum.js';
 
 
 /** One stored object to send: where it is and the headers that describe it. */
@@ -171,14 +171,12 @@ function mediaEtag(services: Services, res: Response, media: MediaRecord, varian
   return `"${createHmac('sha256', key).update(`${plainChecksum(services, res, media)}${suffix}`).digest('base64url').slice(0, 32)}"`;
 }
 
-/** The hex SHA-256 of a media's content (an encrypted media's row holds it sealed); one that does not open is an integrity failure. */
+/** The hex SHA-256 of a media's content (an encrypted media's row holds it sealed): KEY_MISMATCH when the ring holds another key of its name, INTEGRITY_ERROR when it does not open. */
 function plainChecksum(services: Services, res: Response, media: MediaRecord): string {
   try {
     return openChecksum(services.crypto.ring, media);
   } catch (e) {
-    if (!(e instanceof IntegrityFailure)) throw e;
-    services.logger.error({ event: 'INTEGRITY_ERROR', mediaId: media.id, reason: e.message, requestId: res.locals['requestId'] }, 'integrity failure: stored checksum does not open');
-    throw errors.integrity('Stored content failed verification');
+    throw keyOrIntegrityError(e, services.logger, media, res.locals['requestId']);
   }
 }
 

@@ -54,6 +54,8 @@ export function testS3Env(): Record<string, string> {
   const store = testS3Store();
   return {
     ...SSE_C_OVER_HTTP_ENV,
+    // One test instance per DATA_DIR: its generated secrets are its own (tests that need shared ones set them).
+    DEV_ALLOW_GENERATED_SECRETS: 'true',
     S3_BUCKET: store.bucket,
     S3_ENDPOINT: store.endpoint,
     S3_FORCE_PATH_STYLE: 'true',
@@ -107,6 +109,7 @@ export async function startTestApp(
     DATA_DIR: dataDir,
     DATABASE_URL: inject('databaseUrl'),
     JWT_SECRET: TEST_JWT_SECRET,
+    DEV_ALLOW_GENERATED_SECRETS: 'true',
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
     ...(STORAGE_DRIVER === 's3' ? SSE_C_OVER_HTTP_ENV : {}),
     ...options.env,

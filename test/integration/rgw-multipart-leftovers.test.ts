@@ -259,6 +259,7 @@ describe('multipart uploads on Ceph RGW: none left behind', () => {
         HOST: '127.0.0.1',
         DATA_DIR: dataDir,
         DATABASE_URL: inject('databaseUrl'),
+        DEV_ALLOW_GENERATED_SECRETS: 'true',
         JWT_SECRET: TEST_JWT_SECRET,
         LOG_LEVEL: 'warn',
         SWEEP_INTERVAL_SECONDS: '0',

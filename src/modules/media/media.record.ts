@@ -29,6 +29,8 @@ export interface MediaRecord {
   encryptionKeyId: string | null;
   /** How the encrypted objects are stored; null when not encrypted (or not yet recorded: a legacy row). */
   encryptionMode: 'app' | 'sse-c' | null;
+  /** Fingerprint of the ring key that encrypted it (KeyRing.fingerprint); null when not encrypted or not recorded. */
+  encryptionKeyFp?: string | null;
   storageKey: string;
   tags: string[];
   width: number | null;
@@ -75,6 +77,7 @@ export interface MediaRow {
   encrypted: boolean;
   encryption_key_id: string | null;
   encryption_mode: 'app' | 'sse-c' | null;
+  encryption_key_fp?: string | null;
   storage_key: string;
   tags: string[];
   width: number | null;
@@ -102,6 +105,7 @@ export function mediaFromRow(r: MediaRow): MediaRecord {
     encrypted: r.encrypted,
     encryptionKeyId: r.encryption_key_id,
     encryptionMode: r.encryption_mode ?? null,
+    encryptionKeyFp: r.encryption_key_fp ?? null,
     storageKey: r.storage_key,
     tags: r.tags ?? [],
     width: r.width,

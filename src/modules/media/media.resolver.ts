@@ -6,9 +6,7 @@ import { Entity, EntityInput } from '../entities/entity.type.js';
 import { Role } from '../roles/role.type.js';
 import type { EntityRef, MediaRecord, RoleRecord } from './media.record.js';
 import { contentPath, signedUrl, variantUrl } from './media.links.js';
-import { openChecksum } from '../../crypto/sealed-checksum.js';
-import { IntegrityFailure } from '../../crypto/segmented-gcm.js';
-import { errors } from '../../errors/index.js';
+import { keyOrIntegrityError, openChecksum } from '../../crypto/sealed-checksum.js';
 import { ImageVariant, Media, MediaConnection, MediaPage } from './media.type.js';
 import { UploadInput } from './media.input.js';
 import { checkFirst, decodeCursor, isUuid } from './cursor.js';
@@ -106,9 +104,7 @@ export class MediaResolver {
     try {
       return openChecksum(ctx.services.crypto.ring, m);
     } catch (e) {
-      if (!(e instanceof IntegrityFailure)) throw e;
-      ctx.services.logger.error({ event: 'INTEGRITY_ERROR', mediaId: m.id, reason: e.message }, 'integrity failure: stored checksum does not open');
-      throw errors.integrity('Stored content failed verification');
+      throw keyOrIntegrityError(e, ctx.services.logger, m);
     }
   }
 

@@ -281,6 +281,7 @@ export class UploadService {
             encryptionKeyId: s.encryptionKeyId,
             // Every encrypted row records how its objects were written (reads use it).
             encryptionMode: s.encryptionKeyId !== null ? s.encryptionMode : null,
+            encryptionKeyFp: s.encryptionKeyId !== null ? this.deps.crypto.ring.fingerprint(s.encryptionKeyId) : null,
             storageKey: objectKeys.original(tenant, s.id),
             tags: s.plan.tags,
             width: s.width ?? null,

@@ -1,4 +1,4 @@
-import { openChecksum } from '../../crypto/sealed-checksum.js';
+import { KeyMismatch, keyOrIntegrityError, openChecksum } from '../../crypto/sealed-checksum.js';
 import type { IncomingFile } from '../../graphql/multipart.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import type { Readable } from 'node:stream';
@@ -68,6 +68,7 @@ export class WorkerService {
       for await (const c of body) parts.push(c as Buffer);
       return Buffer.concat(parts);
     } catch (e) {
+      if (e instanceof KeyMismatch) throw keyOrIntegrityError(e, this.deps.logger, media);
       if (e instanceof IntegrityFailure) {
         this.deps.logger.error({ event: 'INTEGRITY_ERROR', mediaId: media.id, reason: e.message }, 'integrity failure: stored content does not verify');
         throw errors.integrity('Stored content failed verification');
