@@ -127,6 +127,13 @@ const corsOrigins = optionalString.transform((raw, ctx) => {
   return origins;
 });
 
+/**
+ * The embedded PostgreSQL's port on 127.0.0.1: fixed, so that psql, a maintenance
+ * command or a second instance can reach it (0: a free port at each start). Above
+ * the 5432-5439 that installed clusters use.
+ */
+export const DEFAULT_EMBEDDED_PG_PORT = 54329;
+
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 /** JWKS must come over TLS: whoever can alter it mints tokens. Plain http only to this machine (local identity providers, tests). */
 function jwksUrlProblem(raw: string): string | undefined {
@@ -142,6 +149,7 @@ const EnvSchema = z.object({
   HOST: optionalString,
   DATA_DIR: z.string().default('.data'),
   DATABASE_URL: optionalString.pipe(z.string().url().optional()),
+  EMBEDDED_PG_PORT: z.coerce.number().int().min(0).max(65535).default(DEFAULT_EMBEDDED_PG_PORT),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   S3_BUCKET: optionalString,
   S3_ENDPOINT: optionalString.pipe(z.string().url().optional()),
@@ -207,6 +215,8 @@ export interface Config {
   readonly host: string | undefined;
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
+  /** Port of the embedded PostgreSQL (without DATABASE_URL); 0: a free one at each start. */
+  readonly embeddedPgPort: number;
   readonly databasePoolSize: number;
   readonly s3:
     | {
@@ -367,6 +377,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: e.HOST,
     dataDir: path.resolve(e.DATA_DIR),
     databaseUrl: e.DATABASE_URL,
+    embeddedPgPort: e.EMBEDDED_PG_PORT,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     s3: e.S3_BUCKET
       ? Object.freeze({

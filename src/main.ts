@@ -3,7 +3,8 @@ import path from 'node:path';
 import { ConfigError, loadConfig } from './config.js';
 import { checkSecretFiles } from './auth/secret-files.js';
 import { createLogger } from './logger.js';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
+import { EmbeddedDatabaseError, redactUrl, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
+import { tokenCommand } from './cli/token-command.js';
 import { migrate } from './db/migrate.js';
 import { createDatabase } from './db/prisma.js';
 import { startApp } from './app.js';
@@ -30,21 +31,33 @@ async function main(): Promise<void> {
   let embedded: EmbeddedDatabase | undefined;
   let databaseUrl = config.databaseUrl;
   if (!databaseUrl) {
-    logger.info({ dir: path.join(config.dataDir, 'pg') }, 'starting embedded PostgreSQL');
-    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', logger });
+    logger.info({ dir: path.join(config.dataDir, 'pg'), port: config.embeddedPgPort }, 'starting embedded PostgreSQL');
+    // A cluster another process runs on this DATA_DIR (a second `npm start`) is refused here, untouched.
+    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', port: config.embeddedPgPort, logger });
     databaseUrl = embedded.url;
+    logger.info({ url: redactUrl(embedded.url), pid: embedded.pid, passwordFile: embedded.passwordFile }, 'embedded PostgreSQL ready');
   }
-  const applied = await migrate(databaseUrl);
-  for (const m of applied.filter((a) => a.applied)) logger.info({ migration: m.name }, 'migration applied');
-
   const db = createDatabase({ url: databaseUrl, poolSize: config.databasePoolSize });
-  const app = await startApp({ config, logger, db });
-  logger.info({ url: `${app.url}/graphql`, storage: app.services.storage.driver }, 'media API listening');
-  if (!config.jwt.secret && !config.jwt.jwksUrl) {
-    console.log(`\nGraphQL: ${app.url}/graphql\nDevelopment token:  npm run token -- --tenant demo\n`);
-  } else {
-    console.log(`\nGraphQL: ${app.url}/graphql\n`);
+  let app: Awaited<ReturnType<typeof startApp>>;
+  try {
+    const applied = await migrate(databaseUrl);
+    for (const m of applied.filter((a) => a.applied)) logger.info({ migration: m.name }, 'migration applied');
+    app = await startApp({ config, logger, db });
+  } catch (e) {
+    // A start that fails after the cluster started (a migration, the HTTP port taken)
+    // stops it: left running without its process, it would hold DATA_DIR.
+    await db.close().catch(() => undefined);
+    await embedded?.stop().catch(() => undefined);
+    throw e;
   }
+  logger.info({ url: `${app.url}/graphql`, storage: app.services.storage.driver }, 'media API listening');
+  const banner = [`GraphQL: ${app.url}/graphql`];
+  if (!config.jwt.secret && !config.jwt.jwksUrl) banner.push(`Development token:  ${tokenCommand(config.dataDir)}`);
+  if (embedded) {
+    // Loopback only; the password is generated for this DATA_DIR and kept in a 0600 file.
+    banner.push(`Embedded PostgreSQL (development; password from ${embedded.passwordFile}):  psql '${embedded.url}'`);
+  }
+  console.log(`\n${banner.join('\n')}\n`);
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -73,6 +86,11 @@ main().catch((e: unknown) => {
   if (e instanceof ConfigError) {
     console.error(e.message);
     process.exit(2);
+  }
+  // The embedded database is in use by another process, or its port is taken: one line, nothing to stop.
+  if (e instanceof EmbeddedDatabaseError) {
+    console.error(e.message);
+    process.exit(1);
   }
   console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);

@@ -6,6 +6,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js';
 import { createDatabase, type Database } from '../db/prisma.js';
 import { createStorage, type Storage } from '../storage/index.js';
+import { exitOnError } from './args.js';
 
 export interface CliContext {
   config: Config;
@@ -15,25 +16,37 @@ export interface CliContext {
 }
 
 /**
- * What the maintenance commands share: configuration, the database (the embedded
- * one when DATABASE_URL is unset, which needs the service stopped), migrations,
- * storage; everything closed afterwards.
+ * What the maintenance commands share: configuration, the database, migrations,
+ * storage; everything closed afterwards. With the embedded default (no
+ * DATABASE_URL) the command connects to the cluster of DATA_DIR when the service
+ * (or another command) runs it, and otherwise starts it for its own run and stops
+ * it at the end. A failure ends the process: a fault the operator fixes as one line.
  */
 export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
+  try {
+    return await run(work);
+  } catch (e) {
+    return exitOnError(e);
+  }
+}
+
+async function run<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   let embedded: EmbeddedDatabase | undefined;
   let url = config.databaseUrl;
   if (!url) {
-    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', logger });
+    embedded = await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'pg'), database: 'media', port: config.embeddedPgPort, ifRunning: 'attach', logger });
     url = embedded.url;
-    // Interrupted (Ctrl-C, SIGTERM): stop the cluster this command started, then exit.
-    const started = embedded;
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-      process.once(signal, () => {
-        logger.warn({ signal }, 'interrupted: stopping the embedded PostgreSQL');
-        void started.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-      });
+    if (!embedded.attached) {
+      // Interrupted (Ctrl-C, SIGTERM): stop the cluster this command started, then exit.
+      const started = embedded;
+      for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+        process.once(signal, () => {
+          logger.warn({ signal }, 'interrupted: stopping the embedded PostgreSQL');
+          void started.stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+        });
+      }
     }
   }
   try {
@@ -45,6 +58,7 @@ export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<
       await db.close();
     }
   } finally {
+    // A cluster this command attached to stays running (stop() leaves it alone).
     await embedded?.stop();
   }
 }

@@ -3,15 +3,16 @@
 // Add the new key first in MEDIA_KEYS and keep the old ones after it; restart the
 // service so new uploads use the new key; then run this. It can be interrupted (even
 // killed) at any point and run again; the sweep removes what an interrupted run left.
-// Run one at a time. With the embedded default, stop the service first.
-import { parseArgs } from 'node:util';
+// Run one at a time. With the embedded default it connects to the cluster of the
+// running service (DATA_DIR), or starts it for its own run when no service runs.
 import { KeyRing } from '../crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from '../crypto/content-crypto.js';
 import { KeyRotation } from '../crypto/rotation.js';
 import { PendingWrites } from '../db/pending-writes.js';
+import { parseCliArgs } from './args.js';
 import { runCli } from './bootstrap.js';
 
-const { values } = parseArgs({ options: { tenant: { type: 'string' } } });
+const values = parseCliArgs({ tenant: { type: 'string' } }, 'npm run keys:rotate [-- --tenant T]');
 
 await runCli(async ({ config, logger, db, storage }) => {
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);

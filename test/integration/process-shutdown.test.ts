@@ -29,7 +29,8 @@ async function runAndStop(signal: 'SIGTERM' | 'SIGINT') {
   dirs.push(dataDir);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: path.resolve(import.meta.dirname, '../..'),
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? os.tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info', ...storeEnv() },
+    // EMBEDDED_PG_PORT=0: a free port (the fixed default would collide across parallel runs).
+    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? os.tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, EMBEDDED_PG_PORT: '0', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info', ...storeEnv() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
