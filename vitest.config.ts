@@ -11,7 +11,9 @@ const graphqlCjs = createRequire(import.meta.url).resolve('graphql');
 // Files named s3-*.test.ts test the S3 driver itself and run in the S3 passes only.
 // With TEST_RGW=1 (npm run test:rgw) a third pass runs the integration suite on a
 // single-node Ceph RGW that the global setup starts (test/helpers/rgw.ts); files
-// named rgw-*.test.ts need a store that behaves like production and run there only.
+// named rgw-*.test.ts need a store that behaves like production and run there only;
+// files named local-*.test.ts test the embedded default (local disk, embedded
+// PostgreSQL of the service's own) and run in the local pass only.
 const rgw = process.env['TEST_RGW'] === '1';
 export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: graphqlCjs }] },
@@ -29,9 +31,9 @@ export default defineConfig({
       },
       {
         extends: true,
-        test: { name: 's3', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/rgw-*.test.ts'], env: { TEST_STORAGE: 's3' } },
+        test: { name: 's3', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/rgw-*.test.ts', 'test/integration/**/local-*.test.ts'], env: { TEST_STORAGE: 's3' } },
       },
-      ...(rgw ? [{ extends: true as const, test: { name: 'rgw', include: ['test/integration/**/*.test.ts'], env: { TEST_STORAGE: 's3', TEST_S3: 'rgw' } } }] : []),
+      ...(rgw ? [{ extends: true as const, test: { name: 'rgw', include: ['test/integration/**/*.test.ts'], exclude: [...configDefaults.exclude, 'test/integration/**/local-*.test.ts'], env: { TEST_STORAGE: 's3', TEST_S3: 'rgw' } } }] : []),
     ],
   },
 });
