@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     databaseUrl = embedded.url;
     logger.info({ url: redactUrl(embedded.url), pid: embedded.pid, passwordFile: embedded.passwordFile }, 'embedded PostgreSQL ready');
   }
-  const db = createDatabase({ url: databaseUrl, poolSize: config.databasePoolSize });
+  const db = createDatabase({ url: databaseUrl, poolSize: config.databasePoolSize, logger });
   let app: Awaited<ReturnType<typeof startApp>>;
   try {
     const applied = await migrate(databaseUrl);

@@ -51,7 +51,7 @@ async function run<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
   }
   try {
     await migrate(url);
-    const db = createDatabase({ url, poolSize: 2 });
+    const db = createDatabase({ url, poolSize: 2, logger });
     try {
       return await work({ config, logger, db, storage: createStorage(config) });
     } finally {

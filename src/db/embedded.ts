@@ -252,6 +252,7 @@ function urlOf(password: string, host: string, port: number, database: string): 
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
   const admin = new pg.Client({ connectionString: adminUrl });
+  admin.on('error', () => undefined); // failures surface through the statement in flight
   await admin.connect();
   try {
     const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
@@ -274,6 +275,7 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
 async function adoptPassword(host: string, port: number, password: string, previous: string[], logger?: Logger): Promise<void> {
   const tryConnect = async (pw: string) => {
     const c = new pg.Client({ host, port, user: EMBEDDED_PG_USER, password: pw, database: 'postgres' });
+    c.on('error', () => undefined); // failures surface through the statement in flight
     try {
       await c.connect();
       return c;

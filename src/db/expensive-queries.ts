@@ -95,6 +95,9 @@ export class ExpensiveQueries {
   private async session<T>(job: (query: Statement) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
+    // The server can close a checked-out connection between statements (a restart): heard here, not fatal.
+    const onError = (err: Error) => (broken ??= err);
+    client.on('error', onError);
     try {
       await client.query('BEGIN READ ONLY');
       const deadline = performance.now() + this.limits.timeoutMs;
@@ -116,6 +119,7 @@ export class ExpensiveQueries {
       if (!(e as { code?: unknown }).code) broken ??= e as Error;
       throw e;
     } finally {
+      client.removeListener('error', onError);
       client.release(broken);
     }
   }

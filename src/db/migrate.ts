@@ -20,6 +20,8 @@ export interface AppliedMigration {
  */
 export async function migrate(databaseUrl: string, dir = MIGRATIONS_DIR): Promise<AppliedMigration[]> {
   const client = new pg.Client({ connectionString: databaseUrl });
+  // A connection the server closes fails the statement in flight; the event itself must not end the process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query('SELECT pg_advisory_lock(727274)');

@@ -2,6 +2,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import pg from 'pg';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { registerReadPool } from './read.js';
+import type { Logger } from '../logger.js';
 
 export { PrismaClient };
 export type Db = PrismaClient;
@@ -18,12 +19,21 @@ export interface Database {
  * The Prisma client over a pg pool. Pool size and connection wait are set on
  * purpose: pg's defaults wait forever for a free connection.
  */
-export function createDatabase(options: { url: string; poolSize: number }): Database {
+export function createDatabase(options: { url: string; poolSize: number; logger?: Logger }): Database {
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolSize,
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
+  });
+  // An idle connection that the server closes (a PostgreSQL restart: 57P01
+  // "terminating connection due to administrator command", a proxy, the network)
+  // is an 'error' event on the pool: unheard, it ends the process. The pool drops
+  // that connection and opens new ones when asked; /readyz answers 503 meanwhile.
+  pool.on('error', (err) => {
+    const fields = { err: { message: err.message, code: (err as { code?: unknown }).code } };
+    if (options.logger) options.logger.warn(fields, 'database: an idle connection failed; it is replaced on next use');
+    else process.stderr.write(`database: an idle connection failed (${err.message}); it is replaced on next use\n`);
   });
   let statements = 0;
   // Count statements at the pool, where both Prisma and raw queries pass.

@@ -121,7 +121,7 @@ export async function startTestApp(
       if (process.env['TEST_LOG_LEVEL']) process.stderr.write(line);
     },
   });
-  const db = createDatabase({ url: config.databaseUrl!, poolSize: 10 });
+  const db = createDatabase({ url: config.databaseUrl!, poolSize: 10, logger });
   const real = testStorage(dataDir);
   let app: RunningApp;
   try {
