@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       DATABASE_URL: 'postgres://u:p@db:5432/media',
       PUBLIC_BASE_URL: 'https://media.example.com///',
       JWT_SECRET: 's'.repeat(32),
+      MEDIA_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`,
       LOG_LEVEL: 'debug',
       S3_BUCKET: '   ',
       MEDIA_POLICY_FILE: ' /etc/policy.json ',
@@ -150,9 +151,10 @@ describe('loadConfig', () => {
   });
 
   it('builds the S3 settings when S3_BUCKET is set', () => {
-    const c = loadConfig({ S3_BUCKET: 'media', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_REGION: 'eu-west-1', S3_FORCE_PATH_STYLE: '1' });
+    const dev = { DEV_ALLOW_GENERATED_SECRETS: 'true' };
+    const c = loadConfig({ ...dev, S3_BUCKET: 'media', S3_ENDPOINT: 'http://127.0.0.1:9000', S3_REGION: 'eu-west-1', S3_FORCE_PATH_STYLE: '1' });
     expect(c.s3).toMatchObject({ bucket: 'media', endpoint: 'http://127.0.0.1:9000', region: 'eu-west-1', forcePathStyle: true });
-    expect(loadConfig({ S3_BUCKET: 'media' }).s3).toMatchObject({ bucket: 'media', forcePathStyle: false });
+    expect(loadConfig({ ...dev, S3_BUCKET: 'media' }).s3).toMatchObject({ bucket: 'media', forcePathStyle: false });
     expect(configError({ S3_BUCKET: 'media', S3_ENDPOINT: 'nope' }).message).toMatch(/S3_ENDPOINT/);
     expect(configError({ S3_BUCKET: 'media', S3_FORCE_PATH_STYLE: 'yes' }).message).toMatch(/S3_FORCE_PATH_STYLE/);
   });
