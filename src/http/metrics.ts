@@ -84,6 +84,9 @@ export class Metrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+    // Series an alert watches exist from the start, at 0.
+    for (const event of ['INTEGRITY_ERROR', 'KEY_MISMATCH'] as const) this.integrityFailures.inc({ event }, 0);
+    for (const outcome of ['done', 'skipped', 'failed']) this.sweepRuns.inc({ outcome }, 0);
   }
 
   /** Gauges of a bounded queue, read when scraped: `<name>_running`, `<name>_waiting`, `<name>_refused_total` by reason. */
