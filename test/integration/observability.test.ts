@@ -69,6 +69,9 @@ describe('logs and metrics of requests (METRICS_PORT)', () => {
   });
   afterAll(() => app?.close());
 
+  /** A signed link to the service's own content route (on S3, `url` is a presigned URL of the store instead). */
+  const signedLink = () => `${app.url}${doc.contentPath}?token=${encodeURIComponent(app.services.links.sign(tenant, doc.contentPath, 600))}`;
+
   it('serves /metrics on METRICS_PORT only, and the counters move with an upload and downloads', async () => {
     expect(app.metricsUrl).toBeDefined();
     expect((await fetch(`${app.url}/metrics`)).status).toBe(404);
@@ -77,7 +80,7 @@ describe('logs and metrics of requests (METRICS_PORT)', () => {
     const byToken = await fetch(`${app.url}${doc.contentPath}`, { headers: { authorization: `Bearer ${token}` } });
     expect(byToken.status).toBe(200);
     expect((await byToken.arrayBuffer()).byteLength).toBe(docFile.size);
-    const byLink = await fetch(doc.url!);
+    const byLink = await fetch(signedLink());
     expect(byLink.status).toBe(200);
     expect((await byLink.arrayBuffer()).byteLength).toBe(docFile.size);
     await until(() => lineOf(app, byLink.headers.get('x-request-id')).length === 1);
@@ -111,7 +114,8 @@ describe('logs and metrics of requests (METRICS_PORT)', () => {
     const headers = { authorization: `Bearer ${token}` };
     const down = await fetch(`${app.url}${doc.contentPath}`, { headers });
     await down.arrayBuffer();
-    const linked = await fetch(doc.url!);
+    const link = signedLink();
+    const linked = await fetch(link);
     await linked.arrayBuffer();
     await until(() => lineOf(app, linked.headers.get('x-request-id')).length === 1);
 
@@ -131,7 +135,7 @@ describe('logs and metrics of requests (METRICS_PORT)', () => {
     const [linkLine] = lineOf(app, linked.headers.get('x-request-id'));
     expect(linkLine).toMatchObject({ route: '/media/:id/content', status: 200, tenant, subject: 'signed-link', bytesOut: docFile.size });
 
-    const linkToken = new URL(doc.url!).searchParams.get('token')!;
+    const linkToken = new URL(link).searchParams.get('token')!;
     expect(linkToken.length).toBeGreaterThan(10);
     for (const l of app.logs) {
       const s = JSON.stringify(l);
