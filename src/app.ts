@@ -36,6 +36,11 @@ import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
 import { createHttpServer } from './http/server-timeouts.js';
 import { Metrics } from './http/metrics.js';
+import { accessLog } from './http/access-log.js';
+import { metricsRoute, startMetricsServer, type MetricsServer } from './http/metrics-server.js';
+import { factsOf } from './http/request-facts.js';
+import { ApolloServerPluginObserve } from './graphql/observe-plugin.js';
+import { instrumentStorage } from './storage/instrumented.js';
 import { ApolloServerPluginHideVariableErrorDetails } from './graphql/hide-schema-details.js';
 import { ApolloServerPluginQueryCost, queryLimitOptions } from './graphql/query-limits.js';
 import { sendError } from './http/respond.js';
@@ -61,6 +66,8 @@ export interface AppOptions {
 
 export interface RunningApp {
   readonly url: string;
+  /** The METRICS_PORT server's base URL (GET /metrics there); undefined when METRICS_PORT is unset. */
+  readonly metricsUrl: string | undefined;
   readonly services: Services;
   stop(): Promise<void>;
 }
@@ -74,6 +81,7 @@ function multipartCsrfGuard(req: Request, res: Response, next: NextFunction): vo
   const type = req.headers['content-type'] ?? '';
   if (!/^multipart\/form-data/i.test(type)) return next();
   if (req.get('apollo-require-preflight') || req.get('x-apollo-operation-name')) return next();
+  factsOf(res).error('BAD_REQUEST');
   res.status(400).json({
     errors: [
       {
@@ -90,14 +98,17 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const { config, logger, db } = options;
   // Secret files open to others (or owned by another user) stop the start, before anything reads them.
   checkSecretFiles(config.dataDir);
-  const storage = options.storage ?? createStorage(config);
+  const metrics = new Metrics();
+  const driver = options.storage ?? createStorage(config);
+  // Every driver call timed by driver, operation and outcome (storage_operation_duration_seconds).
+  const storage = instrumentStorage(driver, (operation, outcome, seconds) => metrics.storageDuration.observe({ driver: driver.driver, operation, outcome }, seconds));
   const secrets = resolveSecrets(config);
   const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
   let baseUrl = config.publicBaseUrl ?? `http://localhost:${config.port}`;
   const expensiveQueries = new ExpensiveQueries(db.pool, config.expensiveQueries);
   const images = new ImageQueue(config.images);
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger, expensive: expensiveQueries });
-  const metrics = new Metrics();
+  metrics.observePool(db.pool);
   metrics.observeQueue('image_jobs', 'image decode and resize jobs', () => images.stats());
   metrics.observeQueue('expensive_queries', 'expensive queries (regular expressions, searches, many-tag counts)', () => expensiveQueries.stats().shared);
   const ring = KeyRing.load(config.mediaKeys, config.dataDir);
@@ -106,7 +117,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   await sealLegacyChecksums(db.prisma, ring, logger);
   const crypto = new ContentCrypto(ring, decision);
   const pending = new PendingWrites({ prisma: db.prisma, logger });
-  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images, pending });
+  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images, pending, metrics });
   const directUploads = new DirectUploadService({
     prisma: db.prisma,
     storage,
@@ -134,15 +145,15 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images, metrics }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,
     rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger, pending }),
     images,
     expensiveQueries,
-    workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger }),
-    sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger }),
+    workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger, metrics }),
+    sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger, metrics }),
   });
 
   const app = express();
@@ -163,7 +174,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     next();
   });
 
-  app.use(metrics.middleware(logger));
+  // One access line per request, and the request counters.
+  app.use(accessLog(logger, metrics));
   // Before anything can refuse a request, so that browser front ends on listed
   // origins can read the refusal too; preflights are answered here.
   app.use(CORS_PATHS, corsMiddleware(config.corsOrigins));
@@ -180,9 +192,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', checks });
   });
 
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  // Not public: on the public port only with METRICS_TOKEN; otherwise on METRICS_PORT (below), or nowhere.
+  if (config.metrics.token) app.get('/metrics', metricsRoute(metrics, config.metrics.token));
 
   app.use(contentRoutes(services));
   app.use(directUploadRoutes(services));
@@ -207,6 +218,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginErrorLog(logger, metrics),
+      ApolloServerPluginObserve(metrics),
       ApolloServerPluginStorableText(),
       ApolloServerPluginQueryCost(),
       ...(config.introspection ? [] : [ApolloServerPluginHideVariableErrorDetails()]),
@@ -237,8 +249,11 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
           if (!isAppError(e)) throw e;
           authError = e;
         }
+        const facts = factsOf(res);
+        facts.principal(principal);
         return {
           requestId: String(res.locals['requestId']),
+          facts,
           principal,
           authError,
           services,
@@ -259,6 +274,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     const code = known ?? 'INTERNAL_SERVER_ERROR';
     const message = known ? (err as Error).message : 'Internal server error';
     if (res.headersSent) return void res.destroy();
+    factsOf(res).error(code);
     if (req.path === '/graphql') {
       // GraphQL clients expect a GraphQL-shaped body even when the request never reached Apollo.
       res.status(known ? status : 500).json({ errors: [{ message, extensions: { ...(appCode ? (err as AppError).extensions : {}), code, ...(known ? {} : { requestId }) } }] });
@@ -273,6 +289,20 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   });
   const port = (httpServer.address() as AddressInfo).port;
   if (!config.publicBaseUrl) baseUrl = `http://localhost:${port}`;
+  const stopHttp = async () => {
+    await apollo.stop();
+    httpServer.closeAllConnections?.();
+  };
+  let metricsServer: MetricsServer | undefined;
+  if (config.metrics.port !== undefined) {
+    try {
+      metricsServer = await startMetricsServer(metrics, config.metrics.port, config.host ?? '0.0.0.0');
+    } catch (e) {
+      // The port is taken: the start fails, with nothing left listening.
+      await stopHttp();
+      throw e;
+    }
+  }
 
   // The periodic orphan sweep; with several instances the advisory lock lets one run at a time.
   const sweepTimer =
@@ -287,11 +317,11 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
 
   return {
     url: `http://localhost:${port}`,
+    metricsUrl: metricsServer?.url,
     services,
     stop: async () => {
       clearInterval(sweepTimer);
-      await apollo.stop();
-      httpServer.closeAllConnections?.();
+      await Promise.all([stopHttp(), metricsServer?.close()]);
     },
   };
 }

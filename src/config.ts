@@ -147,6 +147,8 @@ function jwksUrlProblem(raw: string): string | undefined {
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   HOST: optionalString,
+  METRICS_PORT: optionalString.pipe(z.string().regex(/^\d{1,5}$/, 'must be a port number').transform(Number).pipe(z.number().int().min(0).max(65535)).optional()),
+  METRICS_TOKEN: optionalString.pipe(z.string().min(32, 'must be at least 32 characters').optional()),
   DATA_DIR: z.string().default('.data'),
   DATABASE_URL: optionalString.pipe(z.string().url().optional()),
   EMBEDDED_PG_PORT: z.coerce.number().int().min(0).max(65535).default(DEFAULT_EMBEDDED_PG_PORT),
@@ -213,6 +215,12 @@ const EnvSchema = z.object({
 export interface Config {
   readonly port: number;
   readonly host: string | undefined;
+  /**
+   * Where GET /metrics is served: on a second HTTP server on `port` (METRICS_PORT,
+   * same HOST; 0: an ephemeral port), and on the public port to requests with
+   * `Authorization: Bearer <token>` (METRICS_TOKEN). Neither set: not served.
+   */
+  readonly metrics: { readonly port: number | undefined; readonly token: string | undefined };
   readonly dataDir: string;
   readonly databaseUrl: string | undefined;
   /** Port of the embedded PostgreSQL (without DATABASE_URL); 0: a free one at each start. */
@@ -353,6 +361,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.HTTP_REQUEST_TIMEOUT_SECONDS > 0 && e.HTTP_REQUEST_TIMEOUT_SECONDS < e.HTTP_HEADERS_TIMEOUT_SECONDS) {
     throw new ConfigError('invalid configuration:\n  HTTP_REQUEST_TIMEOUT_SECONDS: must be 0 (no limit) or at least HTTP_HEADERS_TIMEOUT_SECONDS');
   }
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
+    throw new ConfigError('invalid configuration:\n  METRICS_PORT: must differ from PORT (the metrics server is a second server; use METRICS_TOKEN to serve /metrics on the public port)');
+  }
   if ((e.S3_ENDPOINT || e.S3_REGION || e.S3_FORCE_PATH_STYLE !== undefined) && !e.S3_BUCKET) {
     throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when S3_ENDPOINT, S3_REGION or S3_FORCE_PATH_STYLE is set');
   }
@@ -375,6 +386,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
+    metrics: Object.freeze({ port: e.METRICS_PORT, token: e.METRICS_TOKEN }),
     dataDir: path.resolve(e.DATA_DIR),
     databaseUrl: e.DATABASE_URL,
     embeddedPgPort: e.EMBEDDED_PG_PORT,

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     await embedded?.stop().catch(() => undefined);
     throw e;
   }
-  logger.info({ url: `${app.url}/graphql`, storage: app.services.storage.driver }, 'media API listening');
+  logger.info({ url: `${app.url}/graphql`, storage: app.services.storage.driver, ...(app.metricsUrl ? { metrics: `${app.metricsUrl}/metrics` } : {}) }, 'media API listening');
   const banner = [`GraphQL: ${app.url}/graphql`];
   if (!config.jwt.secret && !config.jwt.jwksUrl) banner.push(`Development token:  ${tokenCommand(config.dataDir)}`);
   if (embedded) {

@@ -2,6 +2,7 @@ import type { Request } from 'express';
 import { errors } from '../errors/index.js';
 import type { Services } from '../services.js';
 import type { UserPrincipal } from './principal.js';
+import { factsOf } from '../http/request-facts.js';
 
 /** The user of a plain HTTP request, or UNAUTHENTICATED (no or bad token) / FORBIDDEN (worker credentials). */
 export async function requireHttpUser(services: Services, req: Request): Promise<UserPrincipal> {
@@ -10,6 +11,7 @@ export async function requireHttpUser(services: Services, req: Request): Promise
     workerType: req.get('x-worker-type'),
     tenantId: req.get('x-tenant-id'),
   });
+  factsOf(req.res).principal(p);
   if (!p) throw errors.unauthenticated();
   if (p.kind !== 'user') throw errors.forbiddenMessage('Worker credentials cannot use this endpoint');
   return p;

@@ -42,20 +42,29 @@ export function checkMediaKey(ring: KeyRing, media: { encryptionKeyId: string | 
   if (ring.fingerprint(kid) !== media.encryptionKeyFp) throw new KeyMismatch(kid);
 }
 
+/** Where integrity events go: the log, and the counter media_integrity_failures_total. */
+export interface IntegrityReport {
+  readonly logger: Logger;
+  readonly metrics?: { integrityFailure(event: 'INTEGRITY_ERROR' | 'KEY_MISMATCH'): void } | undefined;
+}
+
 /**
  * The client-facing error for a failure to open a media's checksum or content
  * key, logged as the event it is: KEY_MISMATCH (503: this instance's key ring is
  * wrong) or INTEGRITY_ERROR (502: the stored data does not verify). Anything else
  * is returned as it is.
  */
-export function keyOrIntegrityError(e: unknown, logger: Logger, media: { id: string }, requestId?: unknown): unknown {
+export function keyOrIntegrityError(e: unknown, report: IntegrityReport, media: { id: string }, requestId?: unknown): unknown {
+  const { logger } = report;
   if (e instanceof KeyMismatch) {
+    report.metrics?.integrityFailure('KEY_MISMATCH');
     logger.error({ event: 'KEY_MISMATCH', mediaId: media.id, kid: e.kid, requestId }, 'key mismatch: MEDIA_KEYS holds another key under the name this media was encrypted with');
     return new AppError(ErrorCode.STORAGE_UNAVAILABLE, `This content was encrypted with another key named "${e.kid}" than the one this service holds under that name (MEDIA_KEYS); it is not corrupt`, {
       extensions: { reason: 'KEY_MISMATCH' },
     });
   }
   if (e instanceof IntegrityFailure) {
+    report.metrics?.integrityFailure('INTEGRITY_ERROR');
     logger.error({ event: 'INTEGRITY_ERROR', mediaId: media.id, reason: e.message, requestId }, 'integrity failure: stored checksum does not open');
     return errors.integrity('Stored content failed verification');
   }

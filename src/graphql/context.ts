@@ -1,10 +1,13 @@
 import type { Principal, UserPrincipal, WorkerPrincipal } from '../auth/principal.js';
 import { AppError, errors } from '../errors/index.js';
 import type { Loaders } from './loaders.js';
+import type { RequestFacts } from '../http/request-facts.js';
 import type { Services } from '../services.js';
 
 export interface Context {
   readonly requestId: string;
+  /** What the request's access line reports (src/http/request-facts.ts): resolvers and plugins add to it. */
+  readonly facts: RequestFacts;
   /** Null when the request carried no credentials. */
   readonly principal: Principal | null;
   /** Set when credentials were sent but are invalid; raised by the first guarded field. */

@@ -7,6 +7,7 @@ import { publicUrlOf } from '../modules/assets/asset.record.js';
 import { INLINE_KINDS, SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 import { serveContent, variantFileName, type Servable } from './content.routes.js';
 import { route } from './respond.js';
+import { factsOf } from './request-facts.js';
 import { allowAnyOrigin } from './cors.js';
 import { sanitiseFileName } from '../modules/media/file-name.js';
 
@@ -101,6 +102,7 @@ export function assetRoutes(services: Services): Router {
         }
         throw errors.notFound('Asset', `with key "${key}"`);
       };
+      if (TENANT_RE.test(tenant)) factsOf(res).tenant = tenant;
       const asset = TENANT_RE.test(tenant) ? await services.assets.byKey(tenant, key) : null;
       if (!asset) return missing();
       if (asset.access === 'PRIVATE') {

@@ -10,6 +10,7 @@ import type { Services } from '../services.js';
 import type { MediaRecord } from '../modules/media/media.record.js';
 import { variantKey, type ByteRange } from '../storage/index.js';
 import { route } from './respond.js';
+import { factsOf } from './request-facts.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 import { keyOrIntegrityError, openChecksum } from '../crypto/sealed-checksum.js';
 
@@ -37,6 +38,9 @@ async function tenantFor(services: Services, req: Request): Promise<string> {
   if (token !== undefined) {
     const tenant = services.links.verify(token, req.path);
     if (!tenant) throw errors.unauthenticated('The link is invalid or has expired');
+    const facts = factsOf(req.res);
+    facts.tenant = tenant;
+    facts.subject = 'signed-link';
     return tenant;
   }
   const user = await requireScope(services, req, 'media:read');
@@ -98,6 +102,7 @@ function mediaBody(services: Services, res: Response, media: MediaRecord, key: s
   if (!media.encrypted) return undefined;
   const integrity = (e: unknown) => {
     if (!(e instanceof IntegrityFailure)) return e;
+    services.metrics.integrityFailure('INTEGRITY_ERROR');
     services.logger.error(
       { event: 'INTEGRITY_ERROR', mediaId: media.id, key, reason: e.message, requestId: res.locals['requestId'] },
       'integrity failure: stored content does not verify',
@@ -176,7 +181,7 @@ function plainChecksum(services: Services, res: Response, media: MediaRecord): s
   try {
     return openChecksum(services.crypto.ring, media);
   } catch (e) {
-    throw keyOrIntegrityError(e, services.logger, media, res.locals['requestId']);
+    throw keyOrIntegrityError(e, services, media, res.locals['requestId']);
   }
 }
 
@@ -189,6 +194,7 @@ export function contentRoutes(services: Services): Router {
     route(log, async (req, res) => {
       const tenant = await tenantFor(services, req);
       const media = await services.media.require(tenant, String(req.params['id']));
+      factsOf(res).touchMedia(media.id);
       await serveContent(services, req, res, {
         key: media.storageKey,
         size: media.fileSize,
@@ -207,6 +213,7 @@ export function contentRoutes(services: Services): Router {
     route(log, async (req, res) => {
       const tenant = await tenantFor(services, req);
       const media = await services.media.require(tenant, String(req.params['id']));
+      factsOf(res).touchMedia(media.id);
       const v = media.variants.find((x) => x.name === req.params['name']);
       if (!v) throw errors.notFound('Variant', `${media.id}/${String(req.params['name'])}`);
       const key = variantKey(media, v);

@@ -60,7 +60,7 @@ describe('concurrent uploads of huge images', () => {
 
   beforeAll(async () => {
     // Two jobs at once; memory enough for two of these (393 MiB each by the estimate).
-    app = await startTestApp({ env: { IMAGE_CONCURRENCY: '2', IMAGE_MEMORY_MB: '1024' } });
+    app = await startTestApp({ env: { IMAGE_CONCURRENCY: '2', IMAGE_MEMORY_MB: '1024', METRICS_PORT: '0' } });
     token = await app.token(tenant);
   });
   afterAll(async () => {
@@ -81,7 +81,7 @@ describe('concurrent uploads of huge images', () => {
     expect(seen.memoryInUse).toBeLessThanOrEqual(1024 * 1024 * 1024);
     expect(seen.healthChecks).toBeGreaterThan(3);
     expect(seen.slowestHealthMs).toBeLessThan(1000);
-    const metrics = await (await fetch(`${app.url}/metrics`)).text();
+    const metrics = await (await fetch(`${app.metricsUrl}/metrics`)).text();
     expect(metrics).toMatch(/^image_jobs_running 0$/m);
     expect(metrics).toMatch(/^image_jobs_refused_total\{reason="queue-full"\} 0$/m);
   }, 180_000);

@@ -36,7 +36,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'media-rgw-faults-'));
   rgw = await startRgw(path.join(dir, 'rgw'), { memoryBytes: 2 * 1024 ** 3 });
   const options = { bucket: rgw.bucket, endpoint: rgw.endpoint, forcePathStyle: true, checksums: S3_CHECKSUMS, credentials: rgw.credentials, responseTimeoutMs: 5_000, uploadRequestTimeoutMs: 5_000 };
-  app = await startTestApp({ storage: () => new S3Storage(options) });
+  app = await startTestApp({ storage: () => new S3Storage(options), env: { METRICS_PORT: '0' } });
   admin = new S3Client({ region: 'us-east-1', endpoint: rgw.endpoint, forcePathStyle: true, credentials: rgw.credentials });
 }, 120_000);
 
@@ -144,7 +144,7 @@ async function timed<T>(f: () => Promise<T>): Promise<{ ms: number; value: T }> 
 
 /** GraphQL answers with STORAGE_UNAVAILABLE so far, from the service's /metrics. */
 async function storageUnavailableAnswers(): Promise<number> {
-  const text = await (await fetch(`${app.url}/metrics`)).text();
+  const text = await (await fetch(`${app.metricsUrl}/metrics`)).text();
   const m = /^graphql_errors_total\{code="STORAGE_UNAVAILABLE"\} (\d+)/m.exec(text);
   return m ? Number(m[1]) : 0;
 }

@@ -15,6 +15,7 @@ import { processImageWith } from '../media/images.js';
 import { receiveUpload } from '../media/receive-upload.js';
 import { discardUpload } from '../media/upload.service.js';
 import { sanitiseFileName } from '../media/file-name.js';
+import type { Metrics } from '../../http/metrics.js';
 import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { ASSET_MAX_BYTES, assetFromRow, assetKeys, type AssetRecord, type AssetRef, type AssetRow, type AssetVariantRecord } from './asset.record.js';
 import { assetRepository, pageStatements } from './asset.repository.js';
@@ -87,6 +88,7 @@ export interface AssetServiceDeps {
   /** Queries with regular expressions take a turn and a deadline here. */
   expensive: ExpensiveQueries;
   images: ImageQueue;
+  metrics?: Metrics;
 }
 
 /**
@@ -189,6 +191,7 @@ export class AssetService {
   }
 
   private async createBlob(tenant: string, subject: string, id: string, input: CreateAssetArgs, fields: ReturnType<AssetService['checkCreate']>, pending: PendingWrite): Promise<AssetRecord> {
+    const startedAt = process.hrtime.bigint();
     if (!input.file) {
       // A direct upload: its verified bytes are copied into the new asset's first revision folder.
       const folder = assetKeys.revision(tenant, id, revision(1));
@@ -202,11 +205,21 @@ export class AssetService {
           variants: [],
           cleanup: () => this.deps.storage.deletePrefix(folder),
         });
-        return this.insert(tenant, id, input, fields, blob, finish, pending);
+        const asset = await this.insert(tenant, id, input, fields, blob, finish, pending);
+        this.recordStored(blob, startedAt);
+        return asset;
       });
     }
     const blob = await this.storeUpload(tenant, id, 1, input.file, fields.filename);
-    return this.insert(tenant, id, input, fields, blob, undefined, pending);
+    const asset = await this.insert(tenant, id, input, fields, blob, undefined, pending);
+    this.recordStored(blob, startedAt);
+    return asset;
+  }
+
+  /** Counts a committed asset file (media_upload_bytes_total and friends, source "asset"). */
+  private recordStored(blob: StoredBlob, startedAt: bigint): void {
+    const kind = SUPPORTED_TYPES.get(blob.mimeType)?.kind ?? 'FILE';
+    this.deps.metrics?.upload({ source: 'asset', kind, driver: this.deps.storage.driver, bytes: blob.bytes, seconds: Number(process.hrtime.bigint() - startedAt) / 1e9 });
   }
 
   /** Writes the row of a new asset; on failure its stored objects are deleted. `first` runs in the same transaction, before the insert. */
@@ -272,9 +285,12 @@ export class AssetService {
     }
     if (!input.file) return this.updateAs(tenant, id, input, current, fields, null);
     const file = input.file;
+    const startedAt = process.hrtime.bigint();
     return this.whilePending(tenant, id, file, async (pending) => {
       const blob = await this.storeUpload(tenant, id, current.version + 1, file, fields.filename);
-      return this.updateAs(tenant, id, input, current, fields, blob, pending);
+      const asset = await this.updateAs(tenant, id, input, current, fields, blob, pending);
+      this.recordStored(blob, startedAt);
+      return asset;
     });
   }
 

@@ -271,10 +271,13 @@ export class DirectUploadService {
       limitFor: (mime) => this.deps.policies.limitFor(plan.policy, mime),
     };
     // Before the first object of the new media (the verified copy): the sweep leaves its group alone until the commit.
+    const startedAt = process.hrtime.bigint();
     const pending = await this.deps.pending.begin(tenant, mediaId);
     try {
       const media = await this.completeAs(tenant, createdBy, args.signedId, mediaId, plan, options, pending);
       await pending.close();
+      // The bytes arrived earlier (a PUT); what is timed is the completion: verifying, copying, variants, commit.
+      this.deps.uploads.recordStored('direct', media.mediaType, media.fileSize, startedAt);
       return media;
     } catch (e) {
       await pending.close(e);

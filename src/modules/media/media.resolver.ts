@@ -104,7 +104,7 @@ export class MediaResolver {
     try {
       return openChecksum(ctx.services.crypto.ring, m);
     } catch (e) {
-      throw keyOrIntegrityError(e, ctx.services.logger, m);
+      throw keyOrIntegrityError(e, ctx.services, m);
     }
   }
 

@@ -20,6 +20,7 @@ import { mediaRepository } from './media.repository.js';
 import { mayHaveCommitted, transact } from '../../db/transact.js';
 import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
 import { sealChecksum } from '../../crypto/sealed-checksum.js';
+import type { Metrics, UploadSource } from '../../http/metrics.js';
 
 export interface UploadRequest {
   file: IncomingFile;
@@ -61,6 +62,8 @@ export interface Stored {
   encryptionMode: EncryptionMode | null;
   /** The record that keeps the sweep off the objects until commit() settles it (closed by the caller). */
   pending?: PendingWrite | undefined;
+  /** process.hrtime.bigint() when store() began (media_upload_duration_seconds runs from there to the commit). */
+  startedAt?: bigint;
 }
 
 /** Ends the pending writes of stored files: after their commit (no error) or after `error`. */
@@ -87,6 +90,7 @@ export class UploadService {
       crypto: ContentCrypto;
       images: ImageQueue;
       pending: PendingWrites;
+      metrics?: Metrics;
     },
   ) {}
 
@@ -112,7 +116,7 @@ export class UploadService {
       throw e;
     }
     const stored = await this.store(tenant, plan, req.file);
-    const [media] = await this.commitOrRemove(tenant, createdBy, [stored]);
+    const [media] = await this.commitOrRemove(tenant, createdBy, [stored], 'upload');
     return media!;
   }
 
@@ -148,7 +152,7 @@ export class UploadService {
         throw isAppError(e) ? e.atIndex(i) : e;
       }
     }
-    return this.commitOrRemove(tenant, createdBy, stored);
+    return this.commitOrRemove(tenant, createdBy, stored, 'upload_many');
   }
 
   /**
@@ -157,7 +161,7 @@ export class UploadService {
    * stay (the sweep deletes groups without rows once the grace period is over).
    * Nothing runs after the commit inside the clean-up's reach.
    */
-  async commitOrRemove(tenant: string, createdBy: string, stored: Stored[]): Promise<MediaRecord[]> {
+  async commitOrRemove(tenant: string, createdBy: string, stored: Stored[], source: UploadSource): Promise<MediaRecord[]> {
     let media: MediaRecord[];
     try {
       media = await this.commit(tenant, createdBy, stored);
@@ -167,7 +171,14 @@ export class UploadService {
       throw e;
     }
     await closePending(stored);
+    for (const s of stored) this.recordStored(source, s.mime, s.size, s.startedAt);
     return media;
+  }
+
+  /** Counts a committed file (media_upload_bytes_total and friends); `startedAt`: process.hrtime.bigint() when its storing began. */
+  recordStored(source: UploadSource, mime: string, bytes: number, startedAt: bigint | undefined): void {
+    const seconds = startedAt === undefined ? 0 : Number(process.hrtime.bigint() - startedAt) / 1e9;
+    this.deps.metrics?.upload({ source, kind: SUPPORTED_TYPES.get(mime)?.kind ?? 'FILE', driver: this.deps.storage.driver, bytes, seconds });
   }
 
   /** After `e` from commit(): deletes the objects of `ids` if nothing of them can have committed; otherwise keeps them and says so. */
@@ -183,6 +194,7 @@ export class UploadService {
    * until commit() settles it, and the caller closes it (closePending).
    */
   async store(tenant: string, plan: Plan, file: IncomingFile): Promise<Stored> {
+    const startedAt = process.hrtime.bigint();
     const id = randomUUID();
     let pending: PendingWrite;
     try {
@@ -192,7 +204,7 @@ export class UploadService {
       throw e;
     }
     try {
-      return { ...(await this.storeAs(tenant, id, plan, file)), pending };
+      return { ...(await this.storeAs(tenant, id, plan, file)), pending, startedAt };
     } catch (e) {
       await pending.close(e);
       throw e;

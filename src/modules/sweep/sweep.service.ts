@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { PrismaClient } from '../../generated/prisma/client.js';
 import { PENDING_STALE_SECONDS } from '../../db/pending-writes.js';
+import type { Metrics } from '../../http/metrics.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys, variantKey } from '../../storage/index.js';
@@ -113,10 +114,25 @@ const SWEEP_LOCK = 727275;
  * idempotent.
  */
 export class SweepService {
-  constructor(private readonly deps: { prisma: PrismaClient; pool: pg.Pool; storage: Storage; media: MediaService; logger: Logger }) {}
+  constructor(private readonly deps: { prisma: PrismaClient; pool: pg.Pool; storage: Storage; media: MediaService; logger: Logger; metrics?: Metrics }) {}
 
-  /** `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). Null: another sweep holds the lock. */
+  /**
+   * `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). Null: another sweep holds the lock.
+   * Counted in sweep_runs_total (done, skipped, failed) and sweep_items_total (per report field).
+   */
   async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
+    const { metrics } = this.deps;
+    try {
+      const report = await this.runLocked(options);
+      metrics?.sweep(report ? { ...report } : null);
+      return report;
+    } catch (e) {
+      metrics?.sweepRuns.inc({ outcome: 'failed' });
+      throw e;
+    }
+  }
+
+  private async runLocked(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
     const lock = await SessionLock.take(this.deps.pool, SWEEP_LOCK);
     if (!lock) return null;
     try {

@@ -1,3 +1,4 @@
+import type { Metrics } from '../../http/metrics.js';
 import { KeyMismatch, keyOrIntegrityError, openChecksum } from '../../crypto/sealed-checksum.js';
 import type { IncomingFile } from '../../graphql/multipart.js';
 import type { PrismaClient } from '../../generated/prisma/client.js';
@@ -36,6 +37,7 @@ export class WorkerService {
       media: MediaService;
       uploads: UploadService;
       logger: Logger;
+      metrics?: Metrics;
     },
   ) {}
 
@@ -68,8 +70,9 @@ export class WorkerService {
       for await (const c of body) parts.push(c as Buffer);
       return Buffer.concat(parts);
     } catch (e) {
-      if (e instanceof KeyMismatch) throw keyOrIntegrityError(e, this.deps.logger, media);
+      if (e instanceof KeyMismatch) throw keyOrIntegrityError(e, this.deps, media);
       if (e instanceof IntegrityFailure) {
+        this.deps.metrics?.integrityFailure('INTEGRITY_ERROR');
         this.deps.logger.error({ event: 'INTEGRITY_ERROR', mediaId: media.id, reason: e.message }, 'integrity failure: stored content does not verify');
         throw errors.integrity('Stored content failed verification');
       }
@@ -102,7 +105,7 @@ export class WorkerService {
       throw e;
     }
     const stored = await this.deps.uploads.store(tenant, plan, file);
-    const [media] = await this.deps.uploads.commitOrRemove(tenant, `worker:${workerType}`, [stored]);
+    const [media] = await this.deps.uploads.commitOrRemove(tenant, `worker:${workerType}`, [stored], 'worker');
     // Committed: nothing from here on may lead to deleting its objects.
     this.deps.logger.info({ mediaId: stored.id, originalId, tenant, workerType }, 'worker stored a signed document');
     return media!;
