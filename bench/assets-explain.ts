@@ -11,16 +11,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { migrate } from '../src/db/migrate.js';
 import { pageStatements } from '../src/modules/assets/asset.repository.js';
 import type { Prisma } from '../src/generated/prisma/client.js';
-import { median } from './lib.js';
+import { benchArgs, benchStep, median } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     rows: { type: 'string', default: '100000' },
     others: { type: 'string', default: '0' },
     runs: { type: 'string', default: '7' },
@@ -29,7 +28,22 @@ const { values } = parseArgs({
     'page-size': { type: 'string', default: '60' },
     page: { type: 'string', default: '1' },
   },
-});
+  {
+    usage: "npx tsx bench/assets-explain.ts [-- --rows 100000 --others 0 --runs 7 --q '…' --sort '…' --page-size 60 --page 1]",
+    summary:
+      'The query plan (EXPLAIN ANALYZE, BUFFERS) and warm timing of one filtered, sorted assets page, compiled by the service\'s own query language. ' +
+      'Starts its own embedded PostgreSQL in a temporary directory.',
+    options: {
+      '--rows N': 'assets of the measured tenant (default 100000)',
+      '--others N': 'assets of other tenants (default 0)',
+      '--runs N': 'timed runs, median (default 7)',
+      '--q Q': 'the asset query (default access:PUBLIC details.bytes:>1000 active:true)',
+      '--sort S': 'the sort (default priority:desc,name)',
+      '--page-size N': 'default 60',
+      '--page N': 'default 1',
+    },
+  },
+);
 const ROWS = Number(values.rows);
 const OTHERS = Number(values.others);
 const RUNS = Number(values.runs);
@@ -91,9 +105,11 @@ try {
   await migrate(db.url);
   await client.connect();
   const t0 = Date.now();
-  await seed(client, TENANT, ROWS);
-  for (let i = 0; i < Math.ceil(OTHERS / 10_000); i++) await seed(client, `other${i}`, Math.min(10_000, OTHERS - i * 10_000));
-  await client.query('ANALYZE asset');
+  await benchStep(`seeding ${ROWS + OTHERS} assets`, async () => {
+    await seed(client, TENANT, ROWS);
+    for (let i = 0; i < Math.ceil(OTHERS / 10_000); i++) await seed(client, `other${i}`, Math.min(10_000, OTHERS - i * 10_000));
+    await client.query('ANALYZE asset');
+  });
   const { rows: sizes } = await client.query<{ n: string; size: string }>(`SELECT count(*) AS n, pg_size_pretty(pg_total_relation_size('asset')) AS size FROM asset`);
   console.log(`seeded ${ROWS} assets for tenant "${TENANT}" (+${OTHERS} of other tenants) in ${Date.now() - t0} ms; table with indexes: ${sizes[0]!.size}`);
 

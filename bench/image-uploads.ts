@@ -10,20 +10,30 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, MiB, rssOf, sampleRss, startChild, waitFor } from './lib.js';
+import { benchArgs, freePort, MiB, rssOf, sampleRss, startChild, waitFor } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     levels: { type: 'string', default: '1,4,8' },
     side: { type: 'string', default: '8900' },
     // Extra environment for the service, KEY=VALUE (repeatable).
     env: { type: 'string', multiple: true, default: [] },
   },
-});
+  {
+    usage: 'npm run bench:images [-- --levels 1,4,8 --side 8900 --env KEY=VALUE …]',
+    summary:
+      'Uploads of a solid-colour PNG of --side x --side pixels, 1, 4 and 8 at once, each level on a fresh service: time, peak RSS growth, answers, slowest /healthz. ' +
+      'Starts its own embedded PostgreSQL and services; one line per level.',
+    options: {
+      '--levels N,…': 'uploads at once, one fresh service per level (default 1,4,8)',
+      '--side N': 'width and height of the PNG in pixels (default 8900)',
+      '--env KEY=VALUE': 'extra environment for the service, repeatable (e.g. IMAGE_CONCURRENCY=1)',
+    },
+  },
+);
 const LEVELS = values.levels.split(',').map(Number);
 const SIDE = Number(values.side);
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';

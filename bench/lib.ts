@@ -7,11 +7,41 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { once } from 'node:events';
 import http from 'node:http';
+import type { ParseArgsConfig } from 'node:util';
 import { freePort } from '../src/db/embedded.js';
+import { parseCliArgs, type CommandHelp } from '../src/cli/args.js';
+import { progressRenderer, type ProgressRenderer } from '../src/cli/progress.js';
+import { formatDuration } from '../src/util/progress.js';
 import { startRgw } from '../test/helpers/rgw.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const MiB = 1024 * 1024;
+
+/**
+ * A benchmark's arguments: `--help` prints the usage and exits 0 before anything
+ * starts; a bad or unknown option is one line on stderr and exit code 2.
+ */
+export function benchArgs<const O extends NonNullable<ParseArgsConfig['options']>>(options: O, help: CommandHelp) {
+  return parseCliArgs(options, help);
+}
+
+/**
+ * Progress of a benchmark's slow set-up (seeding, uploads, rounds) on stderr, so
+ * that the results on stdout stay clean: one line redrawn on a terminal, a line
+ * every 10 s otherwise.
+ */
+export function benchProgress(label: string): ProgressRenderer {
+  return progressRenderer({ label, log: (_fields, message) => console.error(message), intervalMs: 10_000 });
+}
+
+/** A slow step without units (one SQL statement, VACUUM): a line when it starts and one with its time when it ends, on stderr. */
+export async function benchStep<T>(label: string, work: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  console.error(`${label}…`);
+  const out = await work();
+  console.error(`${label}: done in ${formatDuration(performance.now() - t0)}`);
+  return out;
+}
 
 /** The p-th percentile (nearest rank) of `xs`. */
 export function percentile(xs: number[], p: number): number {

@@ -12,15 +12,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, median, rssOf, sampleRss, startChild, waitFor } from './lib.js';
-
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, media: { type: 'string', default: '30' } } });
-const ROUNDS = Number(values.rounds);
-const MEDIA = Number(values.media);
+import { benchArgs, benchProgress, freePort, median, rssOf, sampleRss, startChild, waitFor } from './lib.js';
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';
 const TENANT = 'bench';
 
@@ -67,6 +62,19 @@ function request(url: string, init: { method: string; headers?: Record<string, s
 }
 
 async function main(): Promise<void> {
+  // Read here, not at import: the attack documents above are exported.
+  const values = benchArgs(
+    { rounds: { type: 'string', default: '3' }, media: { type: 'string', default: '30' } },
+    {
+      usage: 'npx tsx bench/query-limits.ts [-- --rounds 3 --media 30]',
+      summary:
+        'The query-limit attack documents against a real service process (NODE_ENV=production, INTROSPECTION=true), each next to a small legitimate query: ' +
+        'time, status, code, answer size, the slowest /healthz meanwhile and the RSS growth. Starts its own embedded PostgreSQL and service; progress on stderr.',
+      options: { '--rounds N': 'timed rounds after a warm-up round (default 3)', '--media N': 'media on the attacked entity (default 30)' },
+    },
+  );
+  const ROUNDS = Number(values.rounds);
+  const MEDIA = Number(values.media);
   const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-limits-'));
   const db = await startEmbeddedPostgres({ dir: path.join(work, 'pg'), database: 'media' });
   const port = await freePort();
@@ -107,6 +115,10 @@ async function main(): Promise<void> {
     const pid = service.proc.pid!;
     const rows: Record<string, { ms: number[]; stall: number[]; rss: number[]; status: number; bytes: number; code: string; size: number }> = {};
     // Round 0 warms up (JIT, connections, the token cache) and is not counted.
+    const shown = benchProgress('requests');
+    const total = (ROUNDS + 1) * cases.length;
+    let done = 0;
+    shown.update({ done, total });
     for (let round = 0; round <= ROUNDS; round++) {
       for (const c of cases) {
         // A new comment each round: Apollo caches validated documents by their text, which would skip validation.
@@ -137,6 +149,7 @@ async function main(): Promise<void> {
         } catch {
           code = r.bytes >= 4096 ? '(large answer)' : '(not JSON)';
         }
+        shown.update({ done: ++done, total });
         if (round === 0) continue;
         const row = (rows[c.name] ??= { ms: [], stall: [], rss: [], status: r.status, bytes: r.bytes, code, size: c.body.length });
         row.ms.push(ms);
@@ -144,6 +157,7 @@ async function main(): Promise<void> {
         row.rss.push(Math.max(0, peak - rss0));
       }
     }
+    shown.finish();
     const base = rows['small query']!;
     console.log(`\n${'case'.padEnd(22)} ${'request'.padStart(9)} ${'status'.padStart(6)} ${'code'.padEnd(26)} ${'answer'.padStart(12)} ${'time'.padStart(9)} ${'healthz max'.padStart(11)} ${'RSS +'.padStart(9)}  ratio time / healthz (vs small query)`);
     for (const [name, r] of Object.entries(rows)) {

@@ -9,14 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, median, percentile, startChild, waitFor } from './lib.js';
+import { benchArgs, benchProgress, benchStep, freePort, median, percentile, startChild, waitFor } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     seconds: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '3' },
@@ -24,7 +23,20 @@ const { values } = parseArgs({
     // Writes a V8 CPU profile of the service into this folder when it stops.
     profile: { type: 'string' },
   },
-});
+  {
+    usage: 'npm run bench:reads [-- --seconds 5 --concurrency 16 --rounds 3 --requests 1000 --profile DIR]',
+    summary:
+      'media(id) and mediaForEntity through GraphQL over HTTP against a plain HTTP endpoint answering the same data with raw SQL: latency (target p50 <= 3 ms) ' +
+      'and throughput (target >= 0.35 of raw). Starts its own embedded PostgreSQL and both servers; progress on stderr.',
+    options: {
+      '--seconds N': 'length of each throughput run (default 5)',
+      '--concurrency N': 'requests in flight during throughput runs (default 16)',
+      '--rounds N': 'throughput rounds per server, alternating (default 3)',
+      '--requests N': 'sequential requests timed for latency (default 1000)',
+      '--profile DIR': 'write a V8 CPU profile of the service into DIR when it stops',
+    },
+  },
+);
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
@@ -70,19 +82,21 @@ async function main(): Promise<void> {
   try {
     await waitFor(`${api}/readyz`, 120_000);
     await sql.connect();
-    await sql.query(
-      `INSERT INTO media (id, tenant_id, file_name, media_type, kind, file_size, checksum, security_level, storage_key, tags, width, height, created_at)
-       SELECT gen_random_uuid(), $1, 'photo-' || g || '.jpg', 'image/jpeg', 'IMAGE', 10000 + g, md5(g::text), 'STANDARD', $1 || '/' || g,
-              ARRAY['t' || (g % 50), 'room'], 800, 600, now() - (g || ' seconds')::interval
-       FROM generate_series(1, $2) g`,
-      [TENANT, MEDIA],
-    );
-    await sql.query(
-      `INSERT INTO media_attachment (tenant_id, entity_type, entity_id, media_id)
-       SELECT $1, 'property', 'p' || (row_number() OVER (ORDER BY id) % $2), id FROM media WHERE tenant_id = $1`,
-      [TENANT, ENTITIES],
-    );
-    await sql.query('VACUUM ANALYZE');
+    await benchStep(`seeding ${MEDIA} media on ${ENTITIES} entities`, async () => {
+      await sql.query(
+        `INSERT INTO media (id, tenant_id, file_name, media_type, kind, file_size, checksum, security_level, storage_key, tags, width, height, created_at)
+         SELECT gen_random_uuid(), $1, 'photo-' || g || '.jpg', 'image/jpeg', 'IMAGE', 10000 + g, md5(g::text), 'STANDARD', $1 || '/' || g,
+                ARRAY['t' || (g % 50), 'room'], 800, 600, now() - (g || ' seconds')::interval
+         FROM generate_series(1, $2) g`,
+        [TENANT, MEDIA],
+      );
+      await sql.query(
+        `INSERT INTO media_attachment (tenant_id, entity_type, entity_id, media_id)
+         SELECT $1, 'property', 'p' || (row_number() OVER (ORDER BY id) % $2), id FROM media WHERE tenant_id = $1`,
+        [TENANT, ENTITIES],
+      );
+      await sql.query('VACUUM ANALYZE');
+    });
     await waitFor(`${rawBase}/entity/none/none/media?first=1`, 60_000);
     const ids = (await sql.query<{ id: string }>(`SELECT id FROM media WHERE tenant_id = $1 ORDER BY random() LIMIT 2000`, [TENANT])).rows.map((r) => r.id);
     const token = await mintToken(JWT_SECRET, { tenant: TENANT, expiresIn: '2h' });
@@ -148,17 +162,28 @@ async function main(): Promise<void> {
     console.log('---------------|------------|------------|------------|-----------|-----------|-------|-------------------------------------');
     const rows = [];
     for (const [name, c] of Object.entries(calls)) {
+      // Steps of this query: 2 warm-ups, 2 latency runs, 2 throughput runs per round.
+      const shown = benchProgress(`measuring ${name}`);
+      const steps = 4 + 2 * ROUNDS;
+      let step = 0;
+      const stepped = async <T>(run: Promise<T>): Promise<T> => {
+        const out = await run;
+        shown.update({ done: ++step, total: steps });
+        return out;
+      };
+      shown.update({ done: 0, total: steps });
       // Warm both up under load first (JIT, caches), then time them.
-      await throughput(c.api);
-      await throughput(c.raw);
-      const la = await latency(c.api);
-      const lr = await latency(c.raw);
+      await stepped(throughput(c.api));
+      await stepped(throughput(c.raw));
+      const la = await stepped(latency(c.api));
+      const lr = await stepped(latency(c.raw));
       const ta: number[] = [];
       const tr: number[] = [];
       for (let i = 0; i < ROUNDS; i++) {
-        ta.push(await throughput(c.api));
-        tr.push(await throughput(c.raw));
+        ta.push(await stepped(throughput(c.api)));
+        tr.push(await stepped(throughput(c.raw)));
       }
+      shown.finish();
       const row = { query: name, apiP50: la.p50, apiP95: la.p95, rawP50: lr.p50, apiRps: median(ta), rawRps: median(tr), ratio: median(ta) / median(tr) };
       rows.push(row);
       console.log(

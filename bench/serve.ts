@@ -11,13 +11,23 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { mintToken } from '../src/auth/tokens.js';
-import { freePort, median, MiB, mp4File, multipartUpload, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
+import { benchArgs, benchStep, freePort, median, MiB, mp4File, multipartUpload, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
 
-const { values } = parseArgs({
-  options: { size: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' }, drivers: { type: 'string', default: 'local,s3' } },
-});
+const values = benchArgs(
+  { size: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' }, drivers: { type: 'string', default: 'local,s3' } },
+  {
+    usage: 'npm run bench:serve [-- --size 100 --runs 5 --drivers local,s3,rgw]',
+    summary:
+      'GET /media/{id}/content of the same content stored encrypted and unencrypted, alternating, medians; every response\'s SHA-256 checked. ' +
+      'Starts the service (and s3rver or a Ceph RGW) itself; one line per driver.',
+    options: {
+      '--size MiB': 'size of the served file (default 100)',
+      '--runs N': 'downloads per side (default 5)',
+      '--drivers D,…': 'local, s3 (s3rver), rgw (needs the Ceph binaries) (default local,s3)',
+    },
+  },
+);
 const size = Number(values.size) * MiB;
 const runs = Number(values.runs);
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';
@@ -115,8 +125,10 @@ async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, file: s
 
 const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-serve-'));
 try {
-  const file = await mp4File(work, size);
-  const sha = await sha256File(file);
+  const { file, sha } = await benchStep(`a test file of ${size / MiB} MiB`, async () => {
+    const f = await mp4File(work, size);
+    return { file: f, sha: await sha256File(f) };
+  });
   const rows: Row[] = [];
   for (const d of values.drivers!.split(',') as ('local' | 's3' | 'rgw')[]) rows.push(await benchDriver(d, work, file, sha));
   console.log(`\nServing ${size / MiB} MiB: encrypted (decrypt + verify) vs unencrypted, medians of ${runs} runs, alternating`);

@@ -17,14 +17,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { freePort, median, percentile, startChild, waitFor } from './lib.js';
+import { benchArgs, benchProgress, freePort, median, percentile, startChild, waitFor } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     // Concurrent request loops of tenant A (each sends its next request when the last one answers).
     flood: { type: 'string', default: '10' },
     // How long B is measured in each phase.
@@ -33,7 +32,19 @@ const { values } = parseArgs({
     // Extra environment for the service, KEY=VALUE (repeatable), e.g. to compare limits.
     env: { type: 'string', multiple: true, default: [] },
   },
-});
+  {
+    usage: 'npm run bench:isolation [-- --flood 10 --seconds 5 --rounds 3 --env KEY=VALUE …]',
+    summary:
+      "Tenant B's mediaLibrary latency, idle and while tenant A floods the service with catastrophic regular expressions in assets(q:); " +
+      'prints p50/p95 per phase and their ratio (target: p95 within 2x of idle). Starts its own embedded PostgreSQL and service; progress on stderr.',
+    options: {
+      '--flood N': "tenant A's concurrent request loops (default 10)",
+      '--seconds N': 'how long B is measured in each phase (default 5)',
+      '--rounds N': 'idle/flood rounds (default 3)',
+      '--env KEY=VALUE': 'extra environment for the service, repeatable (e.g. TENANT_EXPENSIVE_QUERY_LIMIT=2)',
+    },
+  },
+);
 const FLOOD = Number(values.flood);
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
@@ -166,6 +177,8 @@ async function main(): Promise<void> {
     await measureB(url, tokenB, 2); // warm-up
 
     const rounds: { idle: number[]; loaded: number[]; attacker: FloodResult }[] = [];
+    const shown = benchProgress('idle/flood rounds');
+    shown.update({ done: 0, total: ROUNDS });
     for (let r = 0; r < ROUNDS; r++) {
       const idle = await measureB(url, tokenB, SECONDS);
       const attack = flood(url, tokenA, FLOOD);
@@ -175,7 +188,9 @@ async function main(): Promise<void> {
       rounds.push({ idle, loaded, attacker });
       // Let the last of A's statements end before B is measured idle again.
       await new Promise((res) => setTimeout(res, 1500));
+      shown.update({ done: r + 1, total: ROUNDS });
     }
+    shown.finish();
 
     console.log(`\ntenant B: mediaLibrary(pageSize: 20) over ${B_MEDIA} media, sequential, ${SECONDS} s per phase, ${ROUNDS} rounds`);
     console.log(`tenant A: ${FLOOD} concurrent loops of assets(q: "name:~${CATASTROPHIC}") over ${A_ASSETS} assets named 'a' x 255`);

@@ -18,13 +18,12 @@ import { mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { mintToken } from '../src/auth/tokens.js';
-import { cpuOf, freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, settle, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
+import { benchArgs, benchProgress, benchStep, cpuOf, freePort, median, multipartUpload, MiB, mp4File, rssOf, sampleRss, settle, sha256File, startBenchStore, startChild, waitFor, type BenchStore } from './lib.js';
 
-const { values } = parseArgs({
-  options: {
+const values = benchArgs(
+  {
     sizes: { type: 'string', default: '10,100,1024' },
     runs: { type: 'string', default: '5' },
     drivers: { type: 'string', default: 'local,s3' },
@@ -32,7 +31,20 @@ const { values } = parseArgs({
     // Writes a V8 CPU profile of the service (and its hash worker) into this folder when it stops.
     profile: { type: 'string' },
   },
-});
+  {
+    usage: 'npm run bench:upload [-- --sizes 10,100,1024 --runs 5 --drivers local,s3,rgw --dir DIR --profile DIR]',
+    summary:
+      'upload through GraphQL multipart against a direct write of the same bytes to the same storage, alternating, medians; and the service\'s memory growth. ' +
+      'Starts the service (and s3rver or a Ceph RGW) itself; progress on stderr.',
+    options: {
+      '--sizes MiB,…': 'file sizes in MiB (default 10,100,1024)',
+      '--runs N': 'timed runs per size and side (default 5)',
+      '--drivers D,…': 'local, s3 (s3rver), rgw (needs the Ceph binaries) (default local,s3)',
+      '--dir DIR': 'keep the test files here (default: a temporary directory, removed at the end)',
+      '--profile DIR': 'write V8 CPU profiles of the service into DIR when it stops',
+    },
+  },
+);
 const sizes = values.sizes!.split(',').map((s) => Number(s) * MiB);
 const runs = Number(values.runs);
 const drivers = values.drivers!.split(',') as ('local' | 's3' | 'rgw')[];
@@ -70,10 +82,12 @@ async function hashStream(s: Readable): Promise<{ sha: string; size: number }> {
 async function main(): Promise<void> {
   const work = values.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'media-bench-')));
   const files = new Map<number, { file: string; sha: string }>();
-  for (const size of sizes) {
-    const file = await mp4File(work, size);
-    files.set(size, { file, sha: await sha256File(file) });
-  }
+  await benchStep(`test files of ${values.sizes} MiB`, async () => {
+    for (const size of sizes) {
+      const file = await mp4File(work, size);
+      files.set(size, { file, sha: await sha256File(file) });
+    }
+  });
   const rows: Row[] = [];
   for (const driver of drivers) rows.push(...(await benchDriver(driver, work, files)));
   const largest = Math.max(...files.keys());
@@ -204,11 +218,17 @@ async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, files: 
     };
 
     const rows: Row[] = [];
+    // Each size: a warm-up pair, then `runs` pairs (an API upload and a direct write).
+    const shown = benchProgress(`uploads on ${driver}`);
+    const total = files.size * (runs + 1);
+    let done = 0;
+    shown.update({ done, total });
     for (const [size, { file, sha }] of files) {
       // One warm-up of each, timings not counted. Its memory growth is: it is the run
       // that fills the service's reusable buffers (hash blocks, S3 part buffers).
       const warm = await apiUpload(file, sha, size);
       await directWrite(file, sha, size);
+      shown.update({ done: ++done, total });
       const api: number[] = [];
       const direct: number[] = [];
       let rssGrowth = warm.rssGrowth;
@@ -219,6 +239,7 @@ async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, files: 
         rssGrowth = Math.max(rssGrowth, a.rssGrowth);
         for (const [name, seconds] of a.cpu) cpu.set(name, (cpu.get(name) ?? 0) + seconds / runs / (size / (1024 * MiB)));
         direct.push(await directWrite(file, sha, size));
+        shown.update({ done: ++done, total });
       }
       const apiMBps = size / 1e6 / median(api);
       const directMBps = size / 1e6 / median(direct);
@@ -229,6 +250,7 @@ async function benchDriver(driver: 'local' | 's3' | 'rgw', work: string, files: 
       console.log(JSON.stringify(row));
       rows.push(row);
     }
+    shown.finish();
     return rows;
   } finally {
     await service.stop();

@@ -199,6 +199,8 @@ const EnvSchema = z.object({
   SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(0).default(3600),
   // Writes in progress are protected by their pending-write records; the grace period is a second guard, never below a minute.
   SWEEP_GRACE_SECONDS: z.coerce.number().int().min(60).default(3600),
+  // The maintenance commands' progress log lines when stderr is not a terminal.
+  PROGRESS_INTERVAL_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
   ASSET_LINKS_ALLOW_PRIVATE_HOSTS: boolString,
   TENANT_EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),
   EXPENSIVE_QUERY_LIMIT: z.coerce.number().int().min(1).max(200).optional(),
@@ -290,6 +292,8 @@ export interface Config {
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
   readonly sweepGraceSeconds: number;
+  /** How often the maintenance commands (sweep, keys:rotate) log their progress when stderr is not a terminal. */
+  readonly progressIntervalMs: number;
   /** LINK asset urls may name loopback, private, link-local and local-network hosts (intranet deployments). */
   readonly assetLinksAllowPrivateHosts: boolean;
   /**
@@ -430,6 +434,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     directUploadMaxOutstanding: e.DIRECT_UPLOAD_MAX_OUTSTANDING,
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
+    progressIntervalMs: e.PROGRESS_INTERVAL_MS,
     assetLinksAllowPrivateHosts: e.ASSET_LINKS_ALLOW_PRIVATE_HOSTS ?? false,
     expensiveQueries: Object.freeze({ perTenant, total, waitMs: e.EXPENSIVE_QUERY_WAIT_MS, timeoutMs: e.EXPENSIVE_QUERY_TIMEOUT_MS }),
     images: Object.freeze({

@@ -1,27 +1,46 @@
 import 'reflect-metadata';
 import path from 'node:path';
-import { ConfigError, loadConfig } from './config.js';
+import { loadConfig } from './config.js';
 import { checkSecretFiles } from './auth/secret-files.js';
 import { createLogger } from './logger.js';
-import { EmbeddedDatabaseError, redactUrl, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
+import { redactUrl, startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.js';
 import { tokenCommand } from './cli/token-command.js';
+import { exitOnError, parseCliArgs, STORE_ENV } from './cli/args.js';
 import { migrate } from './db/migrate.js';
 import { createDatabase } from './db/prisma.js';
+import { createStorage } from './storage/index.js';
 import { startApp } from './app.js';
 
+// No options: everything is configured by environment variables (src/config.ts, README).
+parseCliArgs(
+  {},
+  {
+    usage: 'npm start',
+    summary:
+      'Starts the GraphQL media API. With no DATABASE_URL it runs an embedded PostgreSQL under DATA_DIR, with no S3_BUCKET it stores files under DATA_DIR/blobs, ' +
+      'and it generates development secrets there. Every setting is an environment variable; the README lists them all.',
+    env: {
+      PORT: 'HTTP port (default 4000; 0: a free one)',
+      HOST: 'the address to listen on (default all)',
+      PUBLIC_BASE_URL: 'the URL clients reach the service at (links, direct uploads)',
+      ...STORE_ENV,
+      'JWT_SECRET | JWT_JWKS_URL': 'how user tokens are verified: a shared HS256 secret, or an identity provider\'s keys (with JWT_ISSUER, JWT_AUDIENCE, SIGNING_SECRET)',
+      WORKER_API_KEYS: 'worker keys, key:type1|type2:tenant1|tenant2,…',
+      MEDIA_POLICY_FILE: 'the media policies (entity types, allowed kinds, security levels)',
+      CORS_ORIGINS: 'browser origins allowed to call the API, comma-separated',
+      SWEEP_INTERVAL_SECONDS: 'how often the orphan sweep runs inside the service (default 3600; 0: never)',
+      NODE_ENV: 'production: the defaults of a public deployment (introspection off)',
+    },
+  },
+);
+
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-    // Before the embedded database starts: a refused secret file ends the start with nothing to stop.
-    checkSecretFiles(config.dataDir);
-  } catch (e) {
-    if (e instanceof ConfigError) {
-      console.error(e.message);
-      process.exit(2);
-    }
-    throw e;
-  }
+  const config = loadConfig();
+  // Before the embedded database starts: a refused secret file ends the start with nothing to stop.
+  checkSecretFiles(config.dataDir);
+  // Likewise storage that cannot work as configured (S3 without credentials): one line naming what to set.
+  const storage = createStorage(config);
+  await storage.checkConfiguration?.();
   const logger = createLogger(config.logLevel);
   const anyTenant = [...config.workerKeys.values()].filter((g) => g.tenants === '*');
   if (anyTenant.length > 0) {
@@ -42,7 +61,7 @@ async function main(): Promise<void> {
   try {
     const applied = await migrate(databaseUrl);
     for (const m of applied.filter((a) => a.applied)) logger.info({ migration: m.name }, 'migration applied');
-    app = await startApp({ config, logger, db });
+    app = await startApp({ config, logger, db, storage });
   } catch (e) {
     // A start that fails after the cluster started (a migration, the HTTP port taken)
     // stops it: left running without its process, it would hold DATA_DIR.
@@ -81,17 +100,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void shutdown('SIGINT'));
 }
 
-main().catch((e: unknown) => {
-  // A refused secret file (src/auth/secret-files.ts) is a configuration fault, like a bad variable.
-  if (e instanceof ConfigError) {
-    console.error(e.message);
-    process.exit(2);
-  }
-  // The embedded database is in use by another process, or its port is taken: one line, nothing to stop.
-  if (e instanceof EmbeddedDatabaseError) {
-    console.error(e.message);
-    process.exit(1);
-  }
-  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
-  process.exit(1);
-});
+// A refused secret file (src/auth/secret-files.ts) is a configuration fault, like a bad
+// variable; the embedded database in use by another process, or its port taken, and
+// a store that cannot be reached are one line too (exitOnError); anything else has its stack.
+main().catch(exitOnError);

@@ -7,12 +7,15 @@ import { migrate } from '../db/migrate.js';
 import { createDatabase, type Database } from '../db/prisma.js';
 import { createStorage, type Storage } from '../storage/index.js';
 import { exitOnError } from './args.js';
+import { progressRenderer, type ProgressRenderer } from './progress.js';
 
 export interface CliContext {
   config: Config;
   logger: Logger;
   db: Database;
   storage: Storage;
+  /** A renderer of the work's progress on stderr: a line redrawn on a terminal, log lines (every PROGRESS_INTERVAL_MS) otherwise. */
+  progress(label: string): ProgressRenderer;
 }
 
 /**
@@ -21,10 +24,18 @@ export interface CliContext {
  * DATABASE_URL) the command connects to the cluster of DATA_DIR when the service
  * (or another command) runs it, and otherwise starts it for its own run and stops
  * it at the end. A failure ends the process: a fault the operator fixes as one line.
+ * Storage that cannot work as configured (S3 without credentials) ends it before
+ * anything starts.
  */
 export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
   try {
-    return await run(work);
+    const out = await run(work);
+    // The work is done and what it opened is closed: a handle that still lingers
+    // must not keep the command from ending (seen on S3 with application-side
+    // encryption after a rotation: a MessagePort, the off-thread hash worker's).
+    // Unreferenced: a process with nothing left ends by itself before it fires.
+    setTimeout(() => process.exit(), 2000).unref();
+    return out;
   } catch (e) {
     return exitOnError(e);
   }
@@ -33,6 +44,8 @@ export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<
 async function run<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  const storage = createStorage(config);
+  await storage.checkConfiguration?.();
   let embedded: EmbeddedDatabase | undefined;
   let url = config.databaseUrl;
   if (!url) {
@@ -53,11 +66,14 @@ async function run<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
     await migrate(url);
     const db = createDatabase({ url, poolSize: 2, logger });
     try {
-      return await work({ config, logger, db, storage: createStorage(config) });
+      const progress = (label: string) => progressRenderer({ label, log: (fields, message) => logger.info(fields, message), intervalMs: config.progressIntervalMs });
+      return await work({ config, logger, db, storage, progress });
     } finally {
       await db.close();
     }
   } finally {
+    // Open S3 connections would keep the command alive after its work.
+    storage.close?.();
     // A cluster this command attached to stays running (stop() leaves it alone).
     await embedded?.stop();
   }

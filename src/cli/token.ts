@@ -8,9 +8,11 @@ import path from 'node:path';
 import { loadConfig } from '../config.js';
 import { resolveSecrets } from '../auth/secrets.js';
 import { secretsDir } from '../auth/secret-files.js';
+import { SCOPES } from '../auth/principal.js';
 import { ALL_USER_SCOPES, mintToken } from '../auth/tokens.js';
-import { exitOnError, parseCliArgs, UsageError } from './args.js';
+import { exitOnError, parseCliArgs, tenantArg, usageExit, UsageError } from './args.js';
 
+const USAGE = 'npm run token -- [--tenant T] [--scope "media:read media:create"] [--sub S] [--expires 12h]';
 const values = parseCliArgs(
   {
     tenant: { type: 'string', default: 'demo' },
@@ -18,8 +20,27 @@ const values = parseCliArgs(
     sub: { type: 'string', default: 'dev-user' },
     expires: { type: 'string', default: '12h' },
   },
-  'npm run token -- [--tenant T] [--scope "media:read media:create"] [--sub S] [--expires 12h]',
+  {
+    usage: USAGE,
+    summary:
+      'Prints a user token signed with JWT_SECRET, or with the development secret the service generated under DATA_DIR at its first start ' +
+      '(start the service once first; its start-up banner prints this command with its DATA_DIR).',
+    options: {
+      '--tenant T': 'the tenant (default demo): 3 to 16 lower-case letters and digits, starting with a letter',
+      '--scope "S1 S2"': `scopes, separated by spaces or commas (default all: ${ALL_USER_SCOPES.join(' ')})`,
+      '--sub S': 'the subject (default dev-user)',
+      '--expires 12h': 'lifetime: 30m, 12h, 7d, … (default 12h; the service refuses tokens older than JWT_MAX_TOKEN_AGE_SECONDS)',
+    },
+    env: {
+      DATA_DIR: 'the data directory of the service the token is for (default .data)',
+      JWT_SECRET: 'the service\'s signing secret, when it has one (JWT_JWKS_URL: tokens come from the identity provider instead)',
+    },
+  },
 );
+const tenant = tenantArg(values.tenant, USAGE)!;
+const scopeList = values.scope ? values.scope.split(/[\s,]+/).filter(Boolean) : ALL_USER_SCOPES;
+const unknownScope = scopeList.find((s) => !(SCOPES as readonly string[]).includes(s));
+if (unknownScope !== undefined) usageExit(`--scope: unknown scope ${JSON.stringify(unknownScope)}; the scopes are ${SCOPES.join(', ')}`, USAGE);
 
 try {
   const config = loadConfig();
@@ -33,10 +54,9 @@ try {
     );
   }
   const secrets = resolveSecrets(config);
-  const scopes = values.scope ? values.scope.split(/[\s,]+/).filter(Boolean) : ALL_USER_SCOPES;
-  const token = await mintToken(secrets.jwtSecret!, { tenant: values.tenant!, subject: values.sub!, scopes, expiresIn: values.expires! }).catch((e: unknown) => {
-    // A tenant that does not match, an --expires jose cannot read ("12h", "30m", "7d").
-    throw new UsageError(`${e instanceof Error ? e.message : String(e)} (usage: npm run token -- --tenant T [--expires 12h])`);
+  const token = await mintToken(secrets.jwtSecret!, { tenant, subject: values.sub!, scopes: scopeList, expiresIn: values.expires! }).catch((e: unknown) => {
+    // An --expires jose cannot read ("12h", "30m", "7d").
+    throw new UsageError(`${e instanceof Error ? e.message : String(e)} (usage: ${USAGE})`);
   });
   console.log(token);
 } catch (e) {

@@ -10,6 +10,7 @@ import type { ContentCrypto, EncryptionMode } from './content-crypto.js';
 import type { PendingWrite, PendingWrites } from '../db/pending-writes.js';
 import { transact } from '../db/transact.js';
 import { openChecksum, sealChecksum } from './sealed-checksum.js';
+import type { ProgressCallback } from '../util/progress.js';
 
 export interface RotationReport {
   /** Media now entirely under the active key. */
@@ -90,7 +91,11 @@ export class KeyRotation {
     },
   ) {}
 
-  async run(options: { batchSize?: number; tenant?: string } = {}): Promise<RotationReport> {
+  /**
+   * `onProgress` hears after each media: done (rotated, failed or left alone
+   * because it changed meanwhile) out of the media under another key at the start.
+   */
+  async run(options: { batchSize?: number; tenant?: string; onProgress?: ProgressCallback } = {}): Promise<RotationReport> {
     const { prisma, crypto } = this.deps;
     await removeStaleRotationSpools(this.deps.logger);
     // Old objects outlive their row's switch by a grace period: a read that loaded the
@@ -114,6 +119,17 @@ export class KeyRotation {
     const report: RotationReport = { rotated: 0, failed: [] };
     // Rows this run gave up on (failed, or changed by someone else): never picked again.
     const skip: string[] = [];
+    const progress = options.onProgress;
+    let total = 0;
+    if (progress) {
+      const [{ n } = { n: 0n }] = await prisma.$queryRaw<{ n: bigint }[]>`
+        SELECT count(*) AS n FROM media
+        WHERE encrypted AND deleted_at IS NULL AND encryption_key_id <> ${active}
+          AND (${options.tenant ?? null}::text IS NULL OR tenant_id = ${options.tenant ?? null})`;
+      total = Number(n);
+      progress({ done: 0, total, failed: 0 });
+    }
+    let done = 0;
     for (;;) {
       const rows = await prisma.$queryRaw<Row[]>`
         SELECT tenant_id, id::text AS id, storage_key, file_size, checksum, encryption_key_id, encryption_mode, encryption_key_fp, variants FROM media
@@ -135,6 +151,9 @@ export class KeyRotation {
           report.failed.push(r.id);
           skip.push(r.id);
         }
+        // Rows written under an old key during the run make it longer than counted.
+        done++;
+        progress?.({ done, total: Math.max(total, done), failed: report.failed.length });
       }
     }
     await retire(true);

@@ -20,6 +20,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
 import { AppError, errors } from '../errors/index.js';
+import { ConfigError } from '../config.js';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
@@ -116,10 +117,22 @@ function isNotFound(e: unknown): boolean {
   return !!e && typeof e === 'object' && NOT_FOUND_NAMES.has((e as { name?: string }).name ?? '');
 }
 
+/** Where the SDK looks for credentials, for an operator who has none set. */
+const CREDENTIALS_HINT =
+  'set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in ~/.aws/credentials or ~/.aws/config), ' +
+  "or run where the AWS SDK's default chain finds them (SSO, web identity, an ECS task or EC2 instance role)";
+
+/** The SDK found no credentials (CredentialsProviderError): not the store's fault, nothing to retry. */
+function isMissingCredentials(e: unknown): e is Error {
+  return e instanceof Error && e.name === 'CredentialsProviderError';
+}
+
 /** Every S3 error enters here: missing object → NOT_FOUND; anything else → STORAGE_UNAVAILABLE. */
 function mapS3Error(e: unknown, key: string): AppError {
   if (e instanceof AppError) return e;
   if (isNotFound(e)) return errors.objectNotFound(key);
+  // Logged as the cause: say what to set rather than the SDK's "Could not load credentials from any providers".
+  if (isMissingCredentials(e)) return errors.storageUnavailable(new Error(`no S3 credentials: ${CREDENTIALS_HINT} (${e.message})`, { cause: e }));
   return errors.storageUnavailable(e);
 }
 
@@ -592,6 +605,26 @@ export class S3Storage implements Storage {
       marker = out.NextPartNumberMarker;
     }
     return newest;
+  }
+
+  /**
+   * Resolves the credentials as the first request would (the SDK's chain: the
+   * environment, AWS_PROFILE and ~/.aws, SSO, web identity, container and
+   * instance roles), so that a start without any ends with one line naming the
+   * variables instead of a CredentialsProviderError at the first request.
+   */
+  close(): void {
+    this.client.destroy();
+    if (this.presigner !== this.client) this.presigner.destroy();
+  }
+
+  async checkConfiguration(): Promise<void> {
+    try {
+      await this.client.config.credentials();
+    } catch (e) {
+      if (!isMissingCredentials(e)) throw e;
+      throw new ConfigError(`S3 storage (S3_BUCKET=${this.bucket}) has no credentials: ${CREDENTIALS_HINT}. The AWS SDK said: ${e.message.split('\n')[0]}`);
+    }
   }
 
   async check(): Promise<void> {

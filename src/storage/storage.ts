@@ -132,6 +132,13 @@ export interface Storage {
   abortStaleMultipartUploads?(olderThan: Date, prefix?: string): Promise<number>;
   /** Throws when the backend cannot be reached (readiness). */
   check(): Promise<void>;
+  /**
+   * Before anything starts: throws a ConfigError naming what to set when the
+   * driver cannot work at all as configured (S3: no credentials anywhere the SDK looks).
+   */
+  checkConfiguration?(): Promise<void>;
+  /** Releases what keeps the process alive (S3: the clients' keep-alive sockets); the storage is not used afterwards. */
+  close?(): void;
   /** A URL that GETs the object without credentials until it expires (S3 only). */
   presignGet?(key: string, options: PresignGetOptions): Promise<string>;
   /** Whether the store enforces SSE-C, proven on a probe object with a random key (S3 only). */

@@ -8,6 +8,7 @@ import { objectKeys, variantKey } from '../../storage/index.js';
 import type { VariantRecord } from '../media/media.record.js';
 import type { MediaService } from '../media/media.service.js';
 import { purgeAsset } from '../assets/asset.service.js';
+import type { ProgressCallback } from '../../util/progress.js';
 
 export interface SweepReport {
   /** Deleted media whose objects and row were purged. */
@@ -102,6 +103,20 @@ class SessionLock {
 const KEY_RE = /^([a-z][a-z0-9]{2,15})\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
 const SWEEP_LOCK = 727275;
 
+export interface SweepOptions {
+  graceSeconds: number;
+  /** Limits the sweep to one tenant's rows and objects (operations on one customer; tests). */
+  tenant?: string;
+  /**
+   * Hears each step's progress: `step` names it (SWEEP_STEPS), `done` counts its
+   * units (rows, or listed objects for 'stored objects', whose total is unknown).
+   */
+  onProgress?: ProgressCallback;
+}
+
+/** The sweep's steps, in order, as its progress reports name them. */
+export const SWEEP_STEPS = ['deleted media', 'deleted assets', 'direct uploads', 'stored objects', 'temporary files', 'multipart uploads'] as const;
+
 /**
  * Finishes what a crash or a fault left half-done (SPEC 15), in both directions:
  * rows of deleted media whose objects remain, direct uploads that expired or
@@ -117,10 +132,10 @@ export class SweepService {
   constructor(private readonly deps: { prisma: PrismaClient; pool: pg.Pool; storage: Storage; media: MediaService; logger: Logger; metrics?: Metrics }) {}
 
   /**
-   * `tenant` limits the sweep to one tenant's rows and objects (operations on one customer; tests). Null: another sweep holds the lock.
+   * Null: another sweep holds the lock.
    * Counted in sweep_runs_total (done, skipped, failed) and sweep_items_total (per report field).
    */
-  async run(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
+  async run(options: SweepOptions): Promise<SweepReport | null> {
     const { metrics } = this.deps;
     try {
       const report = await this.runLocked(options);
@@ -132,7 +147,7 @@ export class SweepService {
     }
   }
 
-  private async runLocked(options: { graceSeconds: number; tenant?: string }): Promise<SweepReport | null> {
+  private async runLocked(options: SweepOptions): Promise<SweepReport | null> {
     const lock = await SessionLock.take(this.deps.pool, SWEEP_LOCK);
     if (!lock) return null;
     try {
@@ -142,8 +157,9 @@ export class SweepService {
     }
   }
 
-  private async sweep(options: { graceSeconds: number; tenant?: string }, lock: SessionLock): Promise<SweepReport> {
+  private async sweep(options: SweepOptions, lock: SessionLock): Promise<SweepReport> {
     const { prisma } = this.deps;
+    const progress = options.onProgress ?? (() => undefined);
     const report: SweepReport = {
       deletedMediaPurged: 0,
       deletedAssetsPurged: 0,
@@ -174,17 +190,21 @@ export class SweepService {
     const deleted = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
       SELECT tenant_id, id FROM media WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff}
         AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
-    for (const m of deleted) {
+    progress({ step: 'deleted media', done: 0, total: deleted.length });
+    for (const [i, m] of deleted.entries()) {
       lock.check();
       if (await this.deps.media.purge(m.tenant_id, m.id)) report.deletedMediaPurged++;
+      progress({ step: 'deleted media', done: i + 1, total: deleted.length });
     }
 
     const deletedAssets = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
       SELECT tenant_id, id FROM asset WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff} AND storage_key IS NOT NULL
         AND (${tenant}::text IS NULL OR tenant_id = ${tenant}) LIMIT 10000`;
-    for (const a of deletedAssets) {
+    progress({ step: 'deleted assets', done: 0, total: deletedAssets.length });
+    for (const [i, a] of deletedAssets.entries()) {
       lock.check();
       if (await purgeAsset(this.deps, a.tenant_id, a.id)) report.deletedAssetsPurged++;
+      progress({ step: 'deleted assets', done: i + 1, total: deletedAssets.length });
     }
 
     // A ticket's objects are its own group, {tenant}/{ticket id}/ (staging, and
@@ -200,6 +220,8 @@ export class SweepService {
       WHERE ((d.completed_at IS NULL AND d.expires_at < ${cutoff}) OR (d.completed_at IS NOT NULL AND d.completed_at < ${cutoff}))
         AND (${tenant}::text IS NULL OR d.tenant_id = ${tenant})
       LIMIT 10000`;
+    let ticketsDone = 0;
+    progress({ step: 'direct uploads', done: 0, total: tickets.length });
     for (const t of tickets) {
       // The ticket row goes only once its objects are gone; a store that could not
       // delete one keeps it for the next sweep, and this sweep goes on.
@@ -209,19 +231,27 @@ export class SweepService {
       } catch (err) {
         this.deps.logger.warn({ err, tenant: t.tenant_id, directUploadId: t.id }, 'sweep: could not delete the objects of a direct upload; the ticket stays for the next sweep');
         continue;
+      } finally {
+        progress({ step: 'direct uploads', done: ++ticketsDone, total: tickets.length });
       }
       await prisma.$executeRaw`DELETE FROM direct_upload WHERE tenant_id = ${t.tenant_id} AND id = ${t.id}::uuid`;
       report.directUploadsRemoved++;
     }
 
-    Object.assign(report, await this.sweepOrphanObjects(objectCutoff, tenant, lock));
+    Object.assign(report, await this.sweepOrphanObjects(objectCutoff, tenant, lock, progress));
     lock.check();
-    if (!tenant) report.temporaryRemoved = (await this.deps.storage.sweepTemporary?.(objectCutoff)) ?? 0;
+    if (!tenant) {
+      progress({ step: 'temporary files', done: 0 });
+      report.temporaryRemoved = (await this.deps.storage.sweepTemporary?.(objectCutoff)) ?? 0;
+      progress({ step: 'temporary files', done: report.temporaryRemoved });
+    }
     // Every multipart upload is a write of the service's own (keys are never the
     // client's): one that started before the cutoff and received no part since is
     // a leftover. With a tenant, only keys under {tenant}/.
     lock.check();
+    progress({ step: 'multipart uploads', done: 0 });
     report.multipartUploadsAborted = (await this.deps.storage.abortStaleMultipartUploads?.(objectCutoff, tenant ? `${tenant}/` : undefined)) ?? 0;
+    progress({ step: 'multipart uploads', done: report.multipartUploadsAborted });
     if (report.multipartUploadsAborted > 0) this.deps.logger.info({ count: report.multipartUploadsAborted }, 'sweep: aborted stale multipart uploads');
     return report;
   }
@@ -241,6 +271,7 @@ export class SweepService {
     cutoff: Date,
     tenant: string | null,
     lock: SessionLock,
+    progress: ProgressCallback,
   ): Promise<{ orphanGroupsDeleted: number; staleAssetObjectsDeleted: number; staleMediaObjectsDeleted: number }> {
     const totals = { orphanGroupsDeleted: 0, staleAssetObjectsDeleted: 0, staleMediaObjectsDeleted: 0 };
     // The listing comes in key order, page by page: a group's objects come together,
@@ -259,9 +290,12 @@ export class SweepService {
         batch = [];
       }
     };
+    let listed = 0;
+    progress({ step: 'stored objects', done: 0 });
     for await (const page of pages) {
       lock.check();
       for (const o of page) {
+        listed++;
         const m = KEY_RE.exec(o.key);
         if (!m) continue;
         const name = `${m[1]}/${m[2]}`;
@@ -273,6 +307,7 @@ export class SweepService {
         current.newest = Math.max(current.newest, t);
         if (current.objects.length < MAX_GROUP_OBJECTS) current.objects.push({ key: o.key, time: t });
       }
+      progress({ step: 'stored objects', done: listed });
     }
     if (current) await add(current);
     if (batch.length > 0) await this.judge(batch, cutoff, lock, totals);
