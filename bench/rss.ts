@@ -12,7 +12,7 @@
 // its own RSS is shown apart ("wrapper"). npm's process, which `npm start` and
 // `npm run start:prod` both keep alive, is in neither.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, realpath, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -63,14 +63,20 @@ interface Running {
   seconds: number[];
 }
 
-/** The node processes whose parent is `pid` (PostgreSQL is the service's child, not the wrapper's). */
+/**
+ * The node processes whose parent is `pid` (PostgreSQL is the service's child, not
+ * the wrapper's). Told by their executable: Node 24 names its main thread
+ * "MainThread", so the command name in /proc/<pid>/stat is not always "node".
+ */
 async function nodeChildrenOf(pid: number): Promise<number[]> {
+  const node = await realpath(process.execPath);
   const found: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
-    if (m && Number(m[2]) === pid && m[1] === 'node') found.push(Number(entry));
+    const m = /^\d+ \(.*\) \S+ (\d+)/s.exec(stat);
+    if (!m || Number(m[1]) !== pid) continue;
+    if ((await readlink(`/proc/${entry}/exe`).catch(() => '')) === node) found.push(Number(entry));
   }
   return found;
 }
@@ -96,6 +102,8 @@ async function start(mode: Mode, work: string): Promise<Running> {
   if (kids.length === 1) {
     wrapperPid = pid;
     pid = kids[0]!;
+  } else if (mode.args[0]!.includes('tsx')) {
+    throw new Error(`${mode.name}: expected the tsx CLI to run the service in one child node process, found ${kids.length}`);
   }
   return { mode, child, pid, ...(wrapperPid !== undefined ? { wrapperPid } : {}), base, token: await mintToken(JWT_SECRET, { tenant: TENANT, expiresIn: '2h' }), idleRss: 0, peaks: [], seconds: [] };
 }
