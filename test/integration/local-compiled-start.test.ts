@@ -13,12 +13,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { parse } from 'graphql';
 import { UploadDocument } from '../generated/graphql.js';
 import { ALL_USER_SCOPES, mintToken } from '../../src/auth/tokens.js';
 import { TEST_JWT_SECRET } from '../helpers/app.js';
 import { gql, ok } from '../helpers/client.js';
 import { jpeg, pdf, sha256Hex } from '../helpers/files.js';
-import { parse } from 'graphql';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const dirs: string[] = [];
