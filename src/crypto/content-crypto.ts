@@ -4,8 +4,11 @@ import type { Logger } from '../logger.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
 import { CopyNotSupported, type ByteRange, type Storage } from '../storage/storage.js';
 import type { KeyRing } from './key-ring.js';
-import { errors } from '../errors/index.js';
-import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, MAX_HEADER_LENGTH, decodeHeader, encodeHeader, headerLength, sealedLayout } from './segmented-gcm.js';
+import { errors, isAppError } from '../errors/index.js';
+import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, MAX_HEADER_LENGTH, decodeHeader, encodeHeader, headerLength, sealedLayout, type Header } from './segmented-gcm.js';
+
+/** Bytes that say how long a header is (headerLength reads the length byte in them). */
+const MIN_HEADER_PROBE = 18;
 
 /**
  * How encrypted content is kept: 'sse-c' where the S3 store enforces customer
@@ -47,6 +50,69 @@ export interface OpenOptions {
   checksum?: string;
   /** The mode the object was written with (its row's encryption_mode); absent: a legacy row. */
   mode?: EncryptionMode | null;
+}
+
+/**
+ * Reads an object's header off the start of its body and leaves the rest in the
+ * stream (unshifted). `failed` reports an error the body emitted meanwhile (its
+ * caller listens from the start).
+ */
+async function takeHeader(body: Readable, failed: () => unknown): Promise<Header> {
+  let buf: Buffer = Buffer.alloc(0);
+  for (;;) {
+    const f = failed();
+    if (f) throw f;
+    const chunk = body.read() as Buffer | null;
+    if (chunk !== null) {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length >= MIN_HEADER_PROBE) {
+        const len = headerLength(buf);
+        if (buf.length >= len) {
+          const head = decodeHeader(buf.subarray(0, len));
+          if (buf.length > len) body.unshift(buf.subarray(len));
+          return head;
+        }
+      }
+      continue;
+    }
+    if (body.readableEnded || body.destroyed) throw new IntegrityFailure('truncated header');
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        body.removeListener('readable', done);
+        body.removeListener('end', done);
+        body.removeListener('error', done);
+        body.removeListener('close', done);
+        resolve();
+      };
+      body.once('readable', done);
+      body.once('end', done);
+      body.once('error', done);
+      body.once('close', done);
+    });
+  }
+}
+
+/** Resolves once a stream has data buffered (or has ended); rejects with its error. Consumes nothing. */
+function firstChunk(s: Readable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cleanup = () => {
+      s.removeListener('readable', ok);
+      s.removeListener('end', ok);
+      s.removeListener('error', bad);
+    };
+    const ok = () => {
+      cleanup();
+      resolve();
+    };
+    const bad = (e: unknown) => {
+      cleanup();
+      reject(e);
+    };
+    if (s.readableLength > 0 || s.readableEnded) return resolve();
+    s.once('readable', ok);
+    s.once('end', ok);
+    s.once('error', bad);
+  });
 }
 
 async function readAll(s: Readable, max: number): Promise<Buffer> {
@@ -164,35 +230,79 @@ export class ContentCrypto {
     return { kid, mode: 'app', plainSize, storedSize: out.size };
   }
 
-  /** The plaintext of an encrypted object (a range of it), authenticated as it streams. */
+  /**
+   * The plaintext of an encrypted object (a range of it), authenticated as it
+   * streams. A full read is one GET: the header is read from the start of the
+   * same stream the segments follow in, so nothing can change between the two (a
+   * read racing a rotation or a rewrite never pairs one object's header with
+   * another's segments). A range needs the header first and then the segments it
+   * covers, two GETs: when the second finds the object gone or different (its
+   * first segment does not authenticate under the header just read, or NOT_FOUND),
+   * the whole read is done once more from a fresh header; a second failure is the
+   * object's (INTEGRITY_ERROR, NOT_FOUND).
+   */
   async open(storage: Storage, o: OpenOptions): Promise<Readable> {
     if (this.modeOf(o.mode) === 'sse-c') {
       const body = await storage.get(o.key, o.range, { sseKey: this.ring.objectKey(o.kid, o.key) });
       return o.checksum && !o.range ? body.pipe(new VerifyChecksum(o.checksum)) : body;
     }
+    if (!o.range) return this.openWhole(storage, o);
+    try {
+      return await this.openRange(storage, o, o.range);
+    } catch (e) {
+      if (!(e instanceof IntegrityFailure) && !(isAppError(e) && e.code === 'NOT_FOUND')) throw e;
+      return this.openRange(storage, o, o.range);
+    }
+  }
+
+  /** One GET of the whole object: header, then segments, decrypted (and verified against the checksum) as they come. */
+  private async openWhole(storage: Storage, o: OpenOptions): Promise<Readable> {
+    const body = await storage.get(o.key);
+    let failure: unknown;
+    const early = (e: unknown) => (failure ??= e);
+    body.on('error', early);
+    let head: Header;
+    try {
+      head = await takeHeader(body, () => failure);
+    } catch (e) {
+      body.destroy();
+      throw e;
+    }
+    const { segments } = sealedLayout(o.plainSize, head.segmentSize, head.raw.length);
+    const dec = new DecryptStream(this.ring.objectKey(head.kid, o.key), head, { first: 0, end: segments - 1, lastIndex: segments - 1, take: o.plainSize });
+    body.on('error', (e) => dec.destroy(e));
+    body.removeListener('error', early);
+    const plain = body.pipe(dec);
+    if (!o.checksum) return plain;
+    const verify = new VerifyChecksum(o.checksum);
+    plain.on('error', (e) => verify.destroy(e));
+    return plain.pipe(verify);
+  }
+
+  /**
+   * A range: the header (one GET of its bytes), then the segments that cover the
+   * range (a second GET), whose first segment is authenticated before this
+   * resolves, so a mismatch between the two GETs is seen here (and retried by open).
+   */
+  private async openRange(storage: Storage, o: OpenOptions, range: ByteRange): Promise<Readable> {
     // The header names the key that sealed the object (it may predate a rotation).
     const head = decodeHeader(await readAll(await storage.get(o.key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH));
     const objectKey = this.ring.objectKey(head.kid, o.key);
     const S = head.segmentSize;
     const H = head.raw.length;
-    const { segments } = sealedLayout(o.plainSize, S, H);
+    const { segments, size } = sealedLayout(o.plainSize, S, H);
     const lastIndex = segments - 1;
-    const start = o.range?.start ?? 0;
-    const end = o.range?.end ?? Math.max(0, o.plainSize - 1);
+    const { start, end } = range;
     const first = Math.floor(start / S);
     const last = Math.min(lastIndex, Math.floor(end / S));
     const sealed = S + 16;
     const from = H + first * sealed;
-    const to = last === lastIndex ? sealedLayout(o.plainSize, S, H).size - 1 : H + (last + 1) * sealed - 1;
+    const to = last === lastIndex ? size - 1 : H + (last + 1) * sealed - 1;
     const body = await storage.get(o.key, { start: from, end: to });
     const dec = new DecryptStream(objectKey, head, { first, end: last, lastIndex, skip: start - first * S, take: end - start + 1 });
     body.on('error', (e) => dec.destroy(e));
     const plain = body.pipe(dec);
-    if (o.checksum && !o.range) {
-      const verify = new VerifyChecksum(o.checksum);
-      plain.on('error', (e) => verify.destroy(e));
-      return plain.pipe(verify);
-    }
+    await firstChunk(plain);
     return plain;
   }
 

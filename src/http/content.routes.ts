@@ -4,7 +4,7 @@ import { create as contentDisposition } from 'content-disposition';
 import { createHmac } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
-import { errors } from '../errors/index.js';
+import { errors, isAppError } from '../errors/index.js';
 import { requireScope } from '../auth/http-auth.js';
 import type { Services } from '../services.js';
 import type { MediaRecord } from '../modules/media/media.record.js';
@@ -97,9 +97,14 @@ export async function serveContent(services: Services, req: Request, res: Respon
  * segment by segment, and the checksum of a full read is verified before its last
  * bytes leave, so wrong content never completes; a failure is logged as an
  * integrity failure and answers INTEGRITY_ERROR when nothing was sent yet.
+ * `locate` names the object of the media (its original, or a variant). A read that
+ * finds it gone raced a key rotation: the row has moved to the new copy (and the
+ * old object was deleted after it), so the row is read again and, when it names
+ * another object, that one is served (the same plaintext).
  */
-function mediaBody(services: Services, res: Response, media: MediaRecord, key: string, size: number, checksum?: string) {
+function mediaBody(services: Services, res: Response, media: MediaRecord, locate: (m: MediaRecord) => string, size: number, checksum?: string) {
   if (!media.encrypted) return undefined;
+  const key = locate(media);
   const integrity = (e: unknown) => {
     if (!(e instanceof IntegrityFailure)) return e;
     services.metrics.integrityFailure('INTEGRITY_ERROR');
@@ -109,16 +114,27 @@ function mediaBody(services: Services, res: Response, media: MediaRecord, key: s
     );
     return errors.integrity('Stored content failed verification');
   };
+  const open = (m: MediaRecord, at: string, range: ByteRange | undefined) =>
+    services.crypto.open(services.storage, {
+      key: at,
+      kid: m.encryptionKeyId!,
+      mode: m.encryptionMode,
+      plainSize: size,
+      ...(range ? { range } : {}),
+      ...(checksum ? { checksum } : {}),
+    });
   return async (range: ByteRange | undefined): Promise<Readable> => {
     try {
-      const body = await services.crypto.open(services.storage, {
-        key,
-        kid: media.encryptionKeyId!,
-        mode: media.encryptionMode,
-        plainSize: size,
-        ...(range ? { range } : {}),
-        ...(checksum ? { checksum } : {}),
-      });
+      let body: Readable;
+      try {
+        body = await open(media, key, range);
+      } catch (e) {
+        if (!(isAppError(e) && e.code === 'NOT_FOUND')) throw e;
+        const moved = await services.media.require(media.tenantId, media.id);
+        const now = locate(moved);
+        if (now === key) throw e;
+        body = await open(moved, now, range);
+      }
       body.on('error', integrity);
       // Authenticate the first segment before the status line goes out, so a
       // corrupt object answers INTEGRITY_ERROR instead of a cut-off 200.
@@ -203,7 +219,7 @@ export function contentRoutes(services: Services): Router {
         fileName: media.fileName,
         inline: INLINE_KINDS.has(media.kind),
         cacheControl: mediaCacheControl(media),
-        open: mediaBody(services, res, media, media.storageKey, media.fileSize, plainChecksum(services, res, media)),
+        open: mediaBody(services, res, media, (m) => m.storageKey, media.fileSize, plainChecksum(services, res, media)),
       });
     }),
   );
@@ -225,7 +241,10 @@ export function contentRoutes(services: Services): Router {
         fileName: variantFileName(media.fileName, v.name),
         inline: true,
         cacheControl: mediaCacheControl(media),
-        open: mediaBody(services, res, media, key, v.size),
+        open: mediaBody(services, res, media, (m) => {
+          const now = m.variants.find((x) => x.name === v.name);
+          return now ? variantKey(m, now) : key;
+        }, v.size),
       });
     }),
   );
