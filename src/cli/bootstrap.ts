@@ -29,13 +29,7 @@ export interface CliContext {
  */
 export async function runCli<T>(work: (ctx: CliContext) => Promise<T>): Promise<T> {
   try {
-    const out = await run(work);
-    // The work is done and what it opened is closed: a handle that still lingers
-    // must not keep the command from ending (seen on S3 with application-side
-    // encryption after a rotation: a MessagePort, the off-thread hash worker's).
-    // Unreferenced: a process with nothing left ends by itself before it fires.
-    setTimeout(() => process.exit(), 2000).unref();
-    return out;
+    return await run(work);
   } catch (e) {
     return exitOnError(e);
   }

@@ -50,10 +50,22 @@ let worker: Worker | null = null;
 let nextId = 1;
 const jobs = new Map<number, Job>();
 
+// The worker keeps the process alive only while it has work: a command that has
+// hashed what it needed ends by itself, and one that awaits a digest is not ended
+// under it.
+function addJob(id: number, job: Job): void {
+  jobs.set(id, job);
+  if (jobs.size === 1) worker?.ref();
+}
+
+function removeJob(id: number): void {
+  if (jobs.delete(id) && jobs.size === 0) worker?.unref();
+}
+
 function getWorker(): Worker {
   if (worker) return worker;
-  const w = new Worker(WORKER_SOURCE, { eval: true });
-  w.unref();
+  // Plain CommonJS, whatever flags this process runs with (--input-type=module would make the source ESM).
+  const w = new Worker(WORKER_SOURCE, { eval: true, execArgv: [] });
   w.on('message', (m: { t: string; id: number; n?: number; b?: ArrayBuffer; hex?: string }) => {
     const job = jobs.get(m.id);
     if (m.b) blocks.give(m.b);
@@ -66,20 +78,24 @@ function getWorker(): Worker {
         d();
       }
     } else if (m.t === 'd') {
-      jobs.delete(m.id);
+      removeJob(m.id);
       job.digest?.resolve(m.hex!);
     }
   });
   const fail = (e: Error) => {
     worker = null;
     for (const [id, job] of jobs) {
-      jobs.delete(id);
+      removeJob(id);
       job.drained?.();
       job.digest?.reject(e);
     }
   };
   w.on('error', fail);
   w.on('exit', (code) => code !== 0 && fail(new Error(`hash worker exited with code ${code}`)));
+  // Unreferenced last (a 'message' listener added after unref() refs the worker's
+  // port again, and the worker kept the process alive after everything had ended);
+  // addJob refs it while it has work.
+  w.unref();
   worker = w;
   return w;
 }
@@ -93,7 +109,7 @@ export class OffThreadSha256 {
   private done = false;
 
   constructor() {
-    jobs.set(this.id, this.job);
+    addJob(this.id, this.job);
   }
 
   private send(): void {
@@ -134,7 +150,7 @@ export class OffThreadSha256 {
   abort(): void {
     if (this.done) return;
     this.done = true;
-    jobs.delete(this.id);
+    removeJob(this.id);
     if (this.block) blocks.give(this.block.buffer as ArrayBuffer);
     this.block = null;
     this.w.postMessage({ t: 'x', id: this.id });
@@ -151,7 +167,7 @@ export function sha256Of(data: Uint8Array): Promise<string> {
   const w = getWorker();
   const id = nextId++;
   return new Promise((resolve, reject) => {
-    jobs.set(id, { inFlight: 0, drained: null, digest: { resolve, reject } });
+    addJob(id, { inFlight: 0, drained: null, digest: { resolve, reject } });
     w.postMessage({ t: 's', id, b: data.buffer, o: data.byteOffset, n: data.byteLength });
   });
 }

@@ -77,3 +77,27 @@ describe('sha256Of', () => {
     expect(await Promise.all(inputs.map(sha256Of))).toEqual(inputs.map(sha));
   });
 });
+
+describe('the hash worker and the process', () => {
+  // A command that has hashed what it needed must end by itself (the worker kept
+  // `npm run keys:rotate` alive after its work); one that awaits a digest must not
+  // be ended under it. A child process shows both: it prints both digests and exits.
+  it('keeps the process alive while it has work, and not after', async () => {
+    const { execFile } = await import('node:child_process');
+    const path = await import('node:path');
+    const module = path.resolve(import.meta.dirname, '../../src/crypto/off-thread-hash.ts');
+    const script = `import { OffThreadSha256, sha256Of } from ${JSON.stringify(module)};
+      const h = new OffThreadSha256(); await h.update(new Uint8Array(3 << 20)); console.log(await h.digest());
+      console.log(await sha256Of(new Uint8Array(new SharedArrayBuffer(64))));`;
+    const started = Date.now();
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout }),
+      );
+      child.stdin?.end();
+    });
+    expect(code).toBe(0);
+    expect(out.trim().split('\n')).toEqual([createHash('sha256').update(new Uint8Array(3 << 20)).digest('hex'), createHash('sha256').update(new Uint8Array(64)).digest('hex')]);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  }, 30_000);
+});
