@@ -607,17 +607,18 @@ export class S3Storage implements Storage {
     return newest;
   }
 
+  /** Destroys both clients (their keep-alive sockets would keep a command alive). */
+  close(): void {
+    this.client.destroy();
+    if (this.presigner !== this.client) this.presigner.destroy();
+  }
+
   /**
    * Resolves the credentials as the first request would (the SDK's chain: the
    * environment, AWS_PROFILE and ~/.aws, SSO, web identity, container and
    * instance roles), so that a start without any ends with one line naming the
    * variables instead of a CredentialsProviderError at the first request.
    */
-  close(): void {
-    this.client.destroy();
-    if (this.presigner !== this.client) this.presigner.destroy();
-  }
-
   async checkConfiguration(): Promise<void> {
     try {
       await this.client.config.credentials();
