@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Logger } from '../logger.js';
 import type { PrismaClient } from '../generated/prisma/client.js';
-import { CopyNotSupported, type ByteRange, type Storage } from '../storage/storage.js';
+import { CopyNotSupported, ObjectChanged, type ByteRange, type ObjectPin, type Storage } from '../storage/storage.js';
 import type { KeyRing } from './key-ring.js';
 import { errors, isAppError } from '../errors/index.js';
 import { DEFAULT_SEGMENT_SIZE, DecryptStream, EncryptStream, IntegrityFailure, MAX_HEADER_LENGTH, decodeHeader, encodeHeader, headerLength, sealedLayout, type Header } from './segmented-gcm.js';
@@ -239,7 +239,11 @@ export class ContentCrypto {
    * covers, two GETs: when the second finds the object gone or different (its
    * first segment does not authenticate under the header just read, or NOT_FOUND),
    * the whole read is done once more from a fresh header; a second failure is the
-   * object's (INTEGRITY_ERROR, NOT_FOUND).
+   * object's (INTEGRITY_ERROR, NOT_FOUND). The two GETs are pinned to one version
+   * of the object (ObjectPin: S3 If-Match on the first one's ETag; on local disk
+   * the file's identity), so a replacement between them is ObjectChanged, never
+   * taken for corruption: an object replaced under both attempts is
+   * STORAGE_UNAVAILABLE (retryable).
    */
   async open(storage: Storage, o: OpenOptions): Promise<Readable> {
     if (this.modeOf(o.mode) === 'sse-c') {
@@ -250,8 +254,14 @@ export class ContentCrypto {
     try {
       return await this.openRange(storage, o, o.range);
     } catch (e) {
-      if (!(e instanceof IntegrityFailure) && !(isAppError(e) && e.code === 'NOT_FOUND')) throw e;
-      return this.openRange(storage, o, o.range);
+      if (!(e instanceof IntegrityFailure) && !(e instanceof ObjectChanged) && !(isAppError(e) && e.code === 'NOT_FOUND')) throw e;
+      try {
+        return await this.openRange(storage, o, o.range);
+      } catch (again) {
+        // Replaced under both attempts: a busy object, not a corrupt one.
+        if (again instanceof ObjectChanged) throw errors.storageUnavailable(again);
+        throw again;
+      }
     }
   }
 
@@ -286,7 +296,9 @@ export class ContentCrypto {
    */
   private async openRange(storage: Storage, o: OpenOptions, range: ByteRange): Promise<Readable> {
     // The header names the key that sealed the object (it may predate a rotation).
-    const head = decodeHeader(await readAll(await storage.get(o.key, { start: 0, end: MAX_HEADER_LENGTH - 1 }), MAX_HEADER_LENGTH));
+    // Both GETs read one version of the object (its ETag, or the file's identity): a replaced one is ObjectChanged, not corrupt.
+    const pin: ObjectPin = {};
+    const head = decodeHeader(await readAll(await storage.get(o.key, { start: 0, end: MAX_HEADER_LENGTH - 1 }, { pin }), MAX_HEADER_LENGTH));
     const objectKey = this.ring.objectKey(head.kid, o.key);
     const S = head.segmentSize;
     const H = head.raw.length;
@@ -298,7 +310,7 @@ export class ContentCrypto {
     const sealed = S + 16;
     const from = H + first * sealed;
     const to = last === lastIndex ? size - 1 : H + (last + 1) * sealed - 1;
-    const body = await storage.get(o.key, { start: from, end: to });
+    const body = await storage.get(o.key, { start: from, end: to }, { pin });
     const dec = new DecryptStream(objectKey, head, { first, end: last, lastIndex, skip: start - first * S, take: end - start + 1 });
     body.on('error', (e) => dec.destroy(e));
     const plain = body.pipe(dec);

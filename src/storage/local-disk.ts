@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { rm, stat, access, readdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
@@ -6,7 +5,7 @@ import path from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errors } from '../errors/index.js';
-import type { ByteRange, CopyOptions, ListedObject, ObjectInfo, Storage } from './storage.js';
+import { ObjectChanged, type ByteRange, type CopyOptions, type GetOptions, type ListedObject, type ObjectInfo, type Storage } from './storage.js';
 
 const KEY_RE = /^[a-z0-9][a-z0-9/_-]*$/i;
 
@@ -156,15 +155,35 @@ export class LocalDiskStorage implements Storage {
     return { size };
   }
 
-  async get(key: string, range?: ByteRange): Promise<Readable> {
+  /**
+   * The file is opened before get resolves, and the stream reads that open file:
+   * a put or delete of the key afterwards (a rename over it, an unlink) never
+   * changes the bytes of a read under way, and a missing file is NOT_FOUND here,
+   * not a stream error later. With a pin the open file's identity is recorded, or
+   * compared with the recorded one (ObjectChanged when another file is there now).
+   */
+  async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {
     const file = this.pathOf(key);
+    let fh: fsp.FileHandle;
     try {
-      await access(file);
-    } catch {
-      throw errors.objectNotFound(key);
+      fh = await fsp.open(file, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw errors.objectNotFound(key);
+      throw e;
     }
-    // 1 MiB reads: fewer, larger chunks through the decrypt and hash stages.
-    return createReadStream(file, { highWaterMark: 1024 * 1024, ...(range ? { start: range.start, end: range.end } : {}) });
+    if (options.pin) {
+      try {
+        const s = await fh.stat({ bigint: true });
+        const version = `${s.dev}:${s.ino}:${s.size}:${s.ctimeNs}:${s.mtimeNs}`;
+        if (options.pin.version === undefined) options.pin.version = version;
+        else if (options.pin.version !== version) throw new ObjectChanged(`${key} was replaced since it was first read`);
+      } catch (e) {
+        await fh.close().catch(() => undefined);
+        throw e;
+      }
+    }
+    // 1 MiB reads: fewer, larger chunks through the decrypt and hash stages. The stream closes the file when it ends or is destroyed.
+    return fh.createReadStream({ highWaterMark: 1024 * 1024, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   async head(key: string): Promise<ObjectInfo | null> {

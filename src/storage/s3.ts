@@ -24,7 +24,7 @@ import { ConfigError } from '../config.js';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { BodyLengthError, PartBuffers, uploadStream } from './s3-multipart.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
-import { CopyNotSupported } from './storage.js';
+import { CopyNotSupported, ObjectChanged } from './storage.js';
 import type { ByteRange, CopyOptions, SseCProbe, GetOptions, HeadOptions, ListedObject, ObjectInfo, PresignGetOptions, PresignPutOptions, PutOptions, Storage } from './storage.js';
 
 export interface S3StorageOptions {
@@ -306,16 +306,35 @@ export class S3Storage implements Storage {
     return { size };
   }
 
+  /**
+   * With a pin that holds a version (an ETag) the GET is conditional (IfMatch): a
+   * replaced object answers 412, and a store that ignores the condition (s3rver)
+   * is caught by comparing the ETag it answers with; either is ObjectChanged.
+   */
   async get(key: string, range?: ByteRange, options: GetOptions = {}): Promise<Readable> {
+    const pinned = options.pin?.version;
     try {
       const out = await this.answered((abortSignal) =>
         this.client.send(
-          new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}), ...sseParams(options.sseKey) }),
+          new GetObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            ...(range ? { Range: `bytes=${range.start}-${range.end}` } : {}),
+            ...(pinned !== undefined ? { IfMatch: pinned } : {}),
+            ...sseParams(options.sseKey),
+          }),
           { abortSignal },
         ),
       );
       const body = out.Body;
       if (!body) throw errors.objectNotFound(key);
+      if (options.pin) {
+        if (pinned === undefined && out.ETag) options.pin.version = out.ETag;
+        else if (pinned !== undefined && out.ETag !== pinned) {
+          (body as { destroy?: () => void }).destroy?.();
+          throw new ObjectChanged(`${key} was replaced since it was first read (ETag ${pinned}, now ${out.ETag ?? 'none'})`);
+        }
+      }
       // Ceph RGW ignores SSE-C headers on an object stored without a customer key and
       // returns its bytes (AWS refuses with 400): content that should be encrypted and
       // is not (written in plaintext by mistake, or replaced) must not pass as ours.
@@ -326,7 +345,10 @@ export class S3Storage implements Storage {
       if (body instanceof Readable) return body;
       return Readable.fromWeb((body as { transformToWebStream(): ReadableStream }).transformToWebStream() as import('node:stream/web').ReadableStream);
     } catch (e) {
-      if (e instanceof IntegrityFailure) throw e;
+      if (e instanceof IntegrityFailure || e instanceof ObjectChanged) throw e;
+      if (pinned !== undefined && e instanceof S3ServiceException && (e.name === 'PreconditionFailed' || e.$metadata?.httpStatusCode === 412)) {
+        throw new ObjectChanged(`${key} was replaced since it was first read (ETag ${pinned}: ${e.name})`);
+      }
       if (options.sseKey && refusesCustomerKey(e)) {
         // The key is derived from the row's key id: a store that will not decrypt with it
         // holds other content than ours (RGW: 400 InvalidArgument; AWS: 403). Retrying

@@ -17,6 +17,27 @@ export interface PutOptions {
 export interface GetOptions {
   /** SSE-C customer key the object was written with (S3 only). */
   sseKey?: Buffer;
+  /**
+   * Ties several GETs of one key to one version of its object (a header, then
+   * the segments of a range). A get with an empty pin records the version it
+   * read in it; a get whose pin holds a version reads that version only, and
+   * rejects with ObjectChanged when the key now holds another object.
+   */
+  pin?: ObjectPin;
+}
+
+/**
+ * The version of an object that a get read: its ETag on S3; on local disk the
+ * file's identity (device, inode, size, change and modification times), which a
+ * put changes because it renames a new file over the key.
+ */
+export interface ObjectPin {
+  version?: string;
+}
+
+/** The key holds another object than the one a pinned get was tied to (it was replaced between two GETs). */
+export class ObjectChanged extends Error {
+  override readonly name = 'ObjectChanged';
 }
 
 export interface CopyOptions {
