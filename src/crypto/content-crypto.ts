@@ -93,7 +93,7 @@ async function takeHeader(body: Readable, failed: () => unknown): Promise<Header
 }
 
 /** Resolves once a stream has data buffered (or has ended); rejects with its error. Consumes nothing. */
-function firstChunk(s: Readable): Promise<void> {
+export function firstChunk(s: Readable): Promise<void> {
   return new Promise((resolve, reject) => {
     const cleanup = () => {
       s.removeListener('readable', ok);

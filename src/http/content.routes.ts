@@ -13,6 +13,7 @@ import { route } from './respond.js';
 import { factsOf } from './request-facts.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
 import { keyOrIntegrityError, openChecksum } from '../crypto/sealed-checksum.js';
+import { firstChunk } from '../crypto/content-crypto.js';
 
 
 /** One stored object to send: where it is and the headers that describe it. */
@@ -138,34 +139,12 @@ function mediaBody(services: Services, res: Response, media: MediaRecord, locate
       body.on('error', integrity);
       // Authenticate the first segment before the status line goes out, so a
       // corrupt object answers INTEGRITY_ERROR instead of a cut-off 200.
-      await firstBytes(body);
+      await firstChunk(body);
       return body;
     } catch (e) {
       throw integrity(e);
     }
   };
-}
-
-/** Resolves when a stream has data buffered (or ended); rejects with its error. Consumes nothing. */
-function firstBytes(s: Readable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = () => {
-      s.off('readable', ok);
-      s.off('end', ok);
-      s.off('error', fail);
-    };
-    const ok = () => {
-      cleanup();
-      resolve();
-    };
-    const fail = (e: unknown) => {
-      cleanup();
-      reject(e);
-    };
-    s.once('readable', ok);
-    s.once('end', ok);
-    s.once('error', fail);
-  });
 }
 
 /** "photo.jpg" and THUMB → "photo-thumb.jpg". */
