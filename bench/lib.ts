@@ -242,14 +242,22 @@ export { freePort };
  * page faults per GiB, time taken from the service under test. A real client (a
  * browser, another machine) does not load the service's cores at all.
  */
-export function multipartUpload(url: string, token: string, file: string, size: number, query: string, entity: { type: string; id: string }): Promise<unknown> {
+export function multipartUpload(
+  url: string,
+  token: string,
+  file: string,
+  size: number,
+  query: string,
+  entity: { type: string; id: string },
+  part: { filename: string; type: string } = { filename: 'bench.mp4', type: 'video/mp4' },
+): Promise<unknown> {
   // A boundary like a browser's FormData (WebKit: 16 random characters after a fixed prefix).
   const boundary = `----WebKitFormBoundary${randomBytes(12).toString('base64url').slice(0, 16)}`;
   const operations = JSON.stringify({ query, variables: { input: { file: null, entity } } });
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
       `--${boundary}\r\nContent-Disposition: form-data; name="map"\r\n\r\n{"0":["variables.input.file"]}\r\n` +
-      `--${boundary}\r\nContent-Disposition: form-data; name="0"; filename="bench.mp4"\r\nContent-Type: video/mp4\r\n\r\n`,
+      `--${boundary}\r\nContent-Disposition: form-data; name="0"; filename="${part.filename}"\r\nContent-Type: ${part.type}\r\n\r\n`,
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   return new Promise((resolve, reject) => {

@@ -31,6 +31,7 @@ import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js';
 import { ExpensiveQueries } from './db/expensive-queries.js';
 import { ImageQueue } from './modules/media/image-queue.js';
+import { RenderService } from './modules/renders/render.service.js';
 import { KeyRotation, removeStaleRotationSpools } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
@@ -117,7 +118,19 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   await sealLegacyChecksums(db.prisma, ring, logger);
   const crypto = new ContentCrypto(ring, decision);
   const pending = new PendingWrites({ prisma: db.prisma, logger });
-  const uploads = new UploadService({ prisma: db.prisma, storage, policies, media, logger, crypto, images, pending, metrics });
+  const renders = new RenderService({ prisma: db.prisma, pool: db.pool, storage, crypto, images, pending, logger, metrics });
+  const uploads = new UploadService({
+    prisma: db.prisma,
+    storage,
+    policies,
+    media,
+    logger,
+    crypto,
+    images,
+    pending,
+    metrics,
+    warmThumbs: config.renderWarmThumbs ? { renders } : undefined,
+  });
   const directUploads = new DirectUploadService({
     prisma: db.prisma,
     storage,
@@ -151,6 +164,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     crypto,
     rotation: new KeyRotation({ prisma: db.prisma, storage, crypto, logger, pending }),
     images,
+    renders,
     expensiveQueries,
     workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger, metrics }),
     sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger, metrics }),

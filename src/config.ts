@@ -210,6 +210,18 @@ const EnvSchema = z.object({
   IMAGE_QUEUE_LENGTH: z.coerce.number().int().min(0).max(10_000).optional(),
   IMAGE_QUEUE_WAIT_MS: z.coerce.number().int().min(0).max(600_000).default(60_000),
   IMAGE_MEMORY_MB: z.coerce.number().int().min(64).max(1_048_576).default(512),
+  RENDER_WARM_THUMBS: boolString,
+  // Renders (?w=&h=) restricted to these sizes: a comma-separated list of whole numbers from 1 to 4096.
+  RENDER_SIZES: optionalString.transform((raw, ctx) => {
+    if (!raw) return undefined;
+    const sizes = raw.split(',').map((x) => x.trim()).filter(Boolean);
+    const bad = sizes.find((x) => !/^[0-9]{1,4}$/.test(x) || Number(x) < 1 || Number(x) > 4096);
+    if (bad !== undefined || sizes.length === 0 || sizes.length > 64) {
+      ctx.addIssue({ code: 'custom', message: `expected up to 64 comma-separated sizes from 1 to 4096 (e.g. 160,320,640,1280)${bad !== undefined ? `; "${bad.slice(0, 16)}" is not one` : ''}` });
+      return z.NEVER;
+    }
+    return [...new Set(sizes.map(Number))].sort((a, b) => a - b);
+  }),
   // Node's own variable (the libuv thread pool, 4 by default); read here only to size the image queue.
   UV_THREADPOOL_SIZE: z.coerce.number().int().min(1).max(1024).default(4),
 });
@@ -308,6 +320,10 @@ export interface Config {
     readonly waitMs: number;
     readonly timeoutMs: number;
   };
+  /** RENDER_WARM_THUMBS: render each new image's THUMB in the background after its upload, when the image queue is idle. */
+  readonly renderWarmThumbs: boolean;
+  /** RENDER_SIZES: when set, the only widths and heights a render may ask for. */
+  readonly renderSizes: readonly number[] | undefined;
   /** Image decoding and resizing: jobs at once, jobs waiting, how long one waits, and the memory the running ones may need. */
   readonly images: {
     readonly concurrency: number;
@@ -437,9 +453,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     progressIntervalMs: e.PROGRESS_INTERVAL_MS,
     assetLinksAllowPrivateHosts: e.ASSET_LINKS_ALLOW_PRIVATE_HOSTS ?? false,
     expensiveQueries: Object.freeze({ perTenant, total, waitMs: e.EXPENSIVE_QUERY_WAIT_MS, timeoutMs: e.EXPENSIVE_QUERY_TIMEOUT_MS }),
+    renderSizes: e.RENDER_SIZES ? Object.freeze(e.RENDER_SIZES) : undefined,
+    renderWarmThumbs: e.RENDER_WARM_THUMBS ?? false,
     images: Object.freeze({
       concurrency: imageConcurrency,
-      maxWaiting: e.IMAGE_QUEUE_LENGTH ?? 4 * imageConcurrency,
+      // A waiting render holds nothing but its request (the original is read in its turn).
+      maxWaiting: e.IMAGE_QUEUE_LENGTH ?? 16 * imageConcurrency,
       waitMs: e.IMAGE_QUEUE_WAIT_MS,
       memoryBytes: e.IMAGE_MEMORY_MB * 1024 * 1024,
     }),

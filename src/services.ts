@@ -16,6 +16,7 @@ import type { WorkerService } from './modules/workers/worker.service.js';
 import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import type { AssetService } from './modules/assets/asset.service.js';
 import type { ImageQueue } from './modules/media/image-queue.js';
+import type { RenderService } from './modules/renders/render.service.js';
 import type { ExpensiveQueries } from './db/expensive-queries.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
@@ -45,6 +46,8 @@ export interface Services {
   readonly workers: WorkerService;
   /** Every image decode and resize takes a turn here. */
   readonly images: ImageQueue;
+  /** Image renders and variants, made on first request and stored. */
+  readonly renders: RenderService;
   /** Queries whose cost a tenant controls take a turn here. */
   readonly expensiveQueries: ExpensiveQueries;
 }

@@ -183,9 +183,11 @@ export class KeyRotation {
     const media = { tenantId: r.tenant_id, id: r.id };
     const owner = { ...media, checksum: r.checksum, encryptionKeyId: r.encryption_key_id, encryptionKeyFp: r.encryption_key_fp };
     const variants: VariantRecord[] = typeof r.variants === 'string' ? (JSON.parse(r.variants) as VariantRecord[]) : (r.variants ?? []);
+    // Variants stored with the upload (older media) move with it; renders made on demand are a cache: deleted below.
+    const stored = variants.filter((v): v is VariantRecord & { size: number } => v.size !== undefined);
     const moves: Move[] = [
       { from: r.storage_key, to: objectKeys.rotated(r.tenant_id, r.id, 'original', active), plainSize: Number(r.file_size), checksum: openChecksum(crypto.ring, owner) },
-      ...variants.map((v) => ({ from: variantKey(media, v), to: objectKeys.rotated(r.tenant_id, r.id, v.name, active), plainSize: v.size })),
+      ...stored.map((v) => ({ from: variantKey(media, v), to: objectKeys.rotated(r.tenant_id, r.id, v.name, active), plainSize: v.size })),
     ];
     for (const m of moves) {
       // The key the object is really sealed with (its header, or which customer key the store accepts).
@@ -193,22 +195,31 @@ export class KeyRotation {
       const source = await crypto.sealedWith(storage, m.from, r.encryption_key_id, r.encryption_mode);
       await crypto.reseal(storage, { ...m, kid: source.kid, storedSize: source.storedSize, mode: r.encryption_mode }, logger);
     }
-    const moved = variants.map((v, i) => ({ ...v, key: moves[i + 1]!.to }));
+    const movedTo = new Map(stored.map((v, i) => [v.name, moves[i + 1]!.to]));
+    const moved = variants.map((v) => (movedTo.has(v.name) ? { ...v, key: movedTo.get(v.name)! } : v));
+    let renders: string[] = [];
     // One statement: keys and key id change together or not at all. Guarded by what
     // the copies were made from, so a concurrent change is never overwritten.
     const n = await transact(prisma, async (tx) => {
       await pending.settle(tx);
-      return tx.$executeRaw`
+      const n = await tx.$executeRaw`
         UPDATE media SET storage_key = ${moves[0]!.to}, variants = ${JSON.stringify(moved)}::jsonb, encryption_key_id = ${active}, encryption_mode = ${crypto.mode},
                checksum = ${sealChecksum(crypto.ring, active, media, openChecksum(crypto.ring, owner))}, encryption_key_fp = ${crypto.ring.fingerprint(active)}
         WHERE tenant_id = ${r.tenant_id} AND id = ${r.id}::uuid AND deleted_at IS NULL AND checksum = ${r.checksum}
           AND encryption_key_id = ${r.encryption_key_id} AND encryption_mode IS NOT DISTINCT FROM ${r.encryption_mode}::text AND storage_key = ${r.storage_key} AND variants = ${JSON.stringify(variants)}::jsonb`;
+      // Renders of the old original (sealed under an old key) are not kept: made again on request, under the active key.
+      if (n === 1) {
+        const gone = await tx.$queryRaw<{ storage_key: string }[]>`
+          DELETE FROM image_render WHERE tenant_id = ${r.tenant_id} AND owner_id = ${r.id}::uuid RETURNING storage_key`;
+        renders = gone.map((g) => g.storage_key);
+      }
+      return n;
     });
     if (n !== 1) {
       // Deleted or rotated meanwhile: the copies are the sweep's (or the other run's) to keep or delete.
       logger.warn({ mediaId: r.id }, 'key rotation: the media changed while it was copied; left as it is');
       return null;
     }
-    return moves.map((m) => m.from);
+    return [...moves.map((m) => m.from), ...renders];
   }
 }

@@ -12,3 +12,17 @@ registerEnumType(MediaKind, { name: 'MediaKind', description: 'Kind of content, 
 registerEnumType(VariantName, { name: 'VariantName', description: 'Image variant sizes (long edge): THUMB 160, MEDIUM 640, LARGE 1280, LARGE_2X 2560.' });
 registerEnumType(AssetType, { name: 'AssetType', description: 'BLOB: a stored file; LINK: an external URL.' });
 registerEnumType(AssetAccess, { name: 'AssetAccess', description: 'PUBLIC: anyone may fetch the content; PRIVATE: only the tenant, with asset:read.' });
+
+export const ImageFit = { COVER: 'cover', CONTAIN: 'contain', INSIDE: 'inside' } as const;
+export type ImageFit = (typeof ImageFit)[keyof typeof ImageFit];
+export const ImageFormat = { AUTO: 'auto', WEBP: 'webp', AVIF: 'avif', JPEG: 'jpeg', PNG: 'png' } as const;
+export type ImageFormat = (typeof ImageFormat)[keyof typeof ImageFormat];
+
+registerEnumType(ImageFit, {
+  name: 'ImageFit',
+  description: 'How a render fits its box: INSIDE (default) keeps the whole image within it; COVER fills it, cropping the centre; CONTAIN letterboxes the whole image into it.',
+});
+registerEnumType(ImageFormat, {
+  name: 'ImageFormat',
+  description: "A render's format; AUTO (default) picks AVIF, then WebP, then the original's format from the client's Accept header.",
+});

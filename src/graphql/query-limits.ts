@@ -129,6 +129,7 @@ export const LIST_SIZES: Readonly<Record<string, Size>> = Object.freeze({
 export const FIELD_COSTS: Readonly<Record<string, number>> = Object.freeze({
   'Media.url': 10,
   'Media.variants': 10,
+  'Media.renderUrl': 10,
   'Query.workerMedia': 20_000,
 });
 

@@ -5,7 +5,7 @@ import type { Metrics } from './metrics.js';
 import { RequestFacts } from './request-facts.js';
 
 /** Routes whose 200 and 206 answers are downloads (media_downloads_total, media_download_bytes_total). */
-export const DOWNLOAD_ROUTES: ReadonlySet<string> = new Set(['/media/:id/content', '/media/:id/variants/:name', '/assets/:id/download', '/tenants/:tenant/assets/*key']);
+export const DOWNLOAD_ROUTES: ReadonlySet<string> = new Set(['/media/:id/content', '/media/:id/variants/:name', '/media/:id/render', '/assets/:id/download', '/tenants/:tenant/assets/*key']);
 
 type Writer = (chunk: unknown, encoding?: unknown, callback?: unknown) => unknown;
 
@@ -92,6 +92,7 @@ function routeOf(p: string): string {
   if (p === '/graphql' || p === '/healthz' || p === '/readyz' || p === '/metrics') return p;
   if (/^\/media\/[^/]+\/content$/.test(p)) return '/media/:id/content';
   if (/^\/media\/[^/]+\/variants\/[^/]+$/.test(p)) return '/media/:id/variants/:name';
+  if (/^\/media\/[^/]+\/render$/.test(p)) return '/media/:id/render';
   if (/^\/assets\/[^/]+\/download$/.test(p)) return '/assets/:id/download';
   if (/^\/tenants\/[^/]+\/assets\/./.test(p)) return '/tenants/:tenant/assets/*key';
   if (/^\/direct-uploads\/[^/]+$/.test(p)) return '/direct-uploads/:signedId';

@@ -9,6 +9,9 @@ import { requireScope } from '../auth/http-auth.js';
 import type { Services } from '../services.js';
 import type { MediaRecord } from '../modules/media/media.record.js';
 import { variantKey, type ByteRange } from '../storage/index.js';
+import { isRenderable, parseRenderQuery, planPreset, planRender, type RenderPlan, type RenderSourceImage } from '../modules/renders/render-plan.js';
+import { mediaRenderSource, type StoredRender } from '../modules/renders/render.service.js';
+import { renderPath } from '../modules/media/media.links.js';
 import { route } from './respond.js';
 import { factsOf } from './request-facts.js';
 import { IntegrityFailure } from '../crypto/segmented-gcm.js';
@@ -28,16 +31,23 @@ export interface Servable {
   cacheControl: string;
   /** The body for a range (or all of it); default: the stored bytes as they are. */
   open?: (range: ByteRange | undefined) => Promise<Readable>;
+  /** Request headers the response depends on (a render with format=auto: Accept). */
+  vary?: string;
+  /**
+   * Called once the request is known to need the body (not a 304): makes it
+   * (a render) and says its size and how to open it. Until then `size` is unused.
+   */
+  load?: () => Promise<{ size: number; mediaType?: string; open?: (range: ByteRange | undefined) => Promise<Readable>; headers?: Record<string, string> }>;
 }
 
 /**
  * Resolves the tenant of a content request: a signed link made for exactly this
  * path (`?token=`), or a user token with media:read.
  */
-async function tenantFor(services: Services, req: Request): Promise<string> {
+async function tenantFor(services: Services, req: Request, signedPath = req.path): Promise<string> {
   const token = typeof req.query['token'] === 'string' ? req.query['token'] : undefined;
   if (token !== undefined) {
-    const tenant = services.links.verify(token, req.path);
+    const tenant = services.links.verify(token, signedPath);
     if (!tenant) throw errors.unauthenticated('The link is invalid or has expired');
     const facts = factsOf(req.res);
     facts.tenant = tenant;
@@ -68,9 +78,15 @@ export async function serveContent(services: Services, req: Request, res: Respon
   res.setHeader('ETag', item.etag);
   res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('Content-Disposition', contentDisposition(item.fileName, { type: item.inline ? 'inline' : 'attachment' }));
+  if (item.vary) res.vary(item.vary);
   if (req.fresh) {
     res.status(304).end();
     return;
+  }
+  if (item.load) {
+    const loaded = await item.load();
+    item = { ...item, size: loaded.size, mediaType: loaded.mediaType ?? item.mediaType, ...(loaded.open ? { open: loaded.open } : {}) };
+    for (const [k, v] of Object.entries(loaded.headers ?? {})) res.setHeader(k, v);
   }
   const range = parseRange(req, item.size);
   if (range === 'unsatisfiable') {
@@ -103,18 +119,23 @@ export async function serveContent(services: Services, req: Request, res: Respon
  * old object was deleted after it), so the row is read again and, when it names
  * another object, that one is served (the same plaintext).
  */
-function mediaBody(services: Services, res: Response, media: MediaRecord, locate: (m: MediaRecord) => string, size: number, checksum?: string) {
-  if (!media.encrypted) return undefined;
-  const key = locate(media);
-  const integrity = (e: unknown) => {
+/** Turns an IntegrityFailure into INTEGRITY_ERROR, logged and counted; other errors pass. */
+function integrityOf(services: Services, res: Response, mediaId: string, key: string) {
+  return (e: unknown) => {
     if (!(e instanceof IntegrityFailure)) return e;
     services.metrics.integrityFailure('INTEGRITY_ERROR');
     services.logger.error(
-      { event: 'INTEGRITY_ERROR', mediaId: media.id, key, reason: e.message, requestId: res.locals['requestId'] },
+      { event: 'INTEGRITY_ERROR', mediaId, key, reason: e.message, requestId: res.locals['requestId'] },
       'integrity failure: stored content does not verify',
     );
     return errors.integrity('Stored content failed verification');
   };
+}
+
+function mediaBody(services: Services, res: Response, media: MediaRecord, locate: (m: MediaRecord) => string, size: number, checksum?: string) {
+  if (!media.encrypted) return undefined;
+  const key = locate(media);
+  const integrity = integrityOf(services, res, media.id, key);
   const open = (m: MediaRecord, at: string, range: ByteRange | undefined) =>
     services.crypto.open(services.storage, {
       key: at,
@@ -211,6 +232,12 @@ export function contentRoutes(services: Services): Router {
       factsOf(res).touchMedia(media.id);
       const v = media.variants.find((x) => x.name === req.params['name']);
       if (!v) throw errors.notFound('Variant', `${media.id}/${String(req.params['name'])}`);
+      if (v.size === undefined) {
+        // A preset render, made on its first request.
+        const plan = planPreset(v.name, imageOf(media));
+        return serveRender(services, req, res, media, plan, variantFileName(media.fileName, v.name), v.name);
+      }
+      // Stored with the upload (media from before renders on demand).
       const key = variantKey(media, v);
       await serveContent(services, req, res, {
         key,
@@ -227,5 +254,75 @@ export function contentRoutes(services: Services): Router {
       });
     }),
   );
+
+  router.get(
+    '/media/:id/render',
+    route(log, async (req, res) => {
+      const request = parseRenderQuery(req.query as Record<string, unknown>, { allowedSizes: services.config.renderSizes, ignore: ['token'] });
+      const tenant = await tenantFor(services, req, renderPath(String(req.params['id']), request));
+      const media = await services.media.require(tenant, String(req.params['id']));
+      factsOf(res).touchMedia(media.id);
+      const plan = planRender(request, imageOf(media), req.headers.accept);
+      await serveRender(services, req, res, media, plan, renderFileName(media.fileName, plan));
+    }),
+  );
   return router;
 }
+
+/** The size and type renders of a media are planned from; UNSUPPORTED_MEDIA_TYPE when it is not an image renders are made of. */
+function imageOf(media: MediaRecord): RenderSourceImage {
+  if (!isRenderable(media.mediaType) || !media.width || !media.height) {
+    throw errors.unsupportedType(`Media ${media.id} is ${media.mediaType}: renders are made of JPEG, PNG, WebP and GIF images`);
+  }
+  return { width: media.width, height: media.height, mediaType: media.mediaType };
+}
+
+/** "photo.jpg" rendered 640 x 480 as WebP → "photo-640x480.webp". */
+export function renderFileName(fileName: string, plan: RenderPlan): string {
+  const base = fileName.includes('.') ? fileName.slice(0, fileName.lastIndexOf('.')) : fileName;
+  return `${base}-${plan.width}x${plan.height}.${plan.format === 'jpeg' ? 'jpg' : plan.format}`;
+}
+
+/** What is sent once a render is known: how it was answered (hit, rendered, coalesced). */
+export const RENDER_OUTCOME_HEADER = 'X-Render-Outcome';
+
+/**
+ * Serves one render of a media like its content: the same authentication, the
+ * media's Cache-Control, an ETag of the original and the plan (known before
+ * anything is rendered, so a revalidation is a 304 without work), Vary: Accept
+ * for format=auto. The render is made (or found) only when the body is needed.
+ */
+async function serveRender(services: Services, req: Request, res: Response, media: MediaRecord, plan: RenderPlan, fileName: string, variant?: string): Promise<void> {
+  const source = mediaRenderSource(media, plainChecksum(services, res, media));
+  await serveContent(services, req, res, {
+    key: '',
+    size: 0,
+    mediaType: plan.mediaType,
+    etag: mediaEtag(services, res, media, variant ?? `r${plan.hash}`),
+    fileName,
+    inline: true,
+    cacheControl: mediaCacheControl(media),
+    ...(plan.varyAccept ? { vary: 'Accept' } : {}),
+    load: async () => {
+      const { render, outcome } = await services.renders.get(source, plan);
+      return { size: render.size, mediaType: render.mediaType, open: renderOpener(services, res, media.id, render), headers: { [RENDER_OUTCOME_HEADER]: outcome } };
+    },
+  });
+}
+
+/** Opens a stored render; a sealed one is authenticated segment by segment, its first before the status line goes out. */
+export function renderOpener(services: Services, res: Response, ownerId: string, render: StoredRender) {
+  return async (range: ByteRange | undefined): Promise<Readable> => {
+    const integrity = integrityOf(services, res, ownerId, render.key);
+    try {
+      const body = await services.renders.open(render, range);
+      if (render.kid === null) return body;
+      body.on('error', integrity);
+      await firstChunk(body);
+      return body;
+    } catch (e) {
+      throw integrity(e);
+    }
+  };
+}
+

@@ -80,6 +80,19 @@ export class Metrics {
     labelNames: ['event'] as const,
     registers: this.registers,
   });
+  readonly renders = new Counter({
+    name: 'media_renders_total',
+    help: 'Render and variant requests by source (media, asset) and outcome (hit: served from the store; rendered; coalesced: waited for an identical render)',
+    labelNames: ['source', 'outcome'] as const,
+    registers: this.registers,
+  });
+  readonly renderSeconds = new Histogram({
+    name: 'media_render_duration_seconds',
+    help: 'Time to render and store one image render (decode, resize, encode, write)',
+    labelNames: ['source'] as const,
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: this.registers,
+  });
   private readonly operationNames = new Set<string>();
 
   constructor() {
@@ -142,6 +155,14 @@ export class Metrics {
   sweep(report: Record<string, number> | null): void {
     this.sweepRuns.inc({ outcome: report ? 'done' : 'skipped' });
     for (const [item, n] of Object.entries(report ?? {})) this.sweepItems.inc({ item }, n);
+  }
+
+  render(source: 'media' | 'asset', outcome: 'hit' | 'rendered' | 'coalesced'): void {
+    this.renders.inc({ source, outcome });
+  }
+
+  renderDuration(source: 'media' | 'asset', seconds: number): void {
+    this.renderSeconds.observe({ source }, seconds);
   }
 
   integrityFailure(event: 'INTEGRITY_ERROR' | 'KEY_MISMATCH'): void {

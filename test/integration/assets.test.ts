@@ -76,10 +76,11 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(a.variants.map((v) => [v.name, v.width, v.height])).toEqual([['THUMB', 160, 107], ['MEDIUM', 640, 427]]);
       expect(a.variants[0]!.url).toBe(`${app.url}/tenants/${tenant}/assets/catalog/spring/hero.jpg?variant=THUMB&v=1`);
 
+      // Only the original is stored by the upload: variants are rendered on their first request.
       const keys = await storedKeys(app, tenant);
-      expect(keys).toHaveLength(3);
-      expect(keys.every((k) => k.startsWith(`${tenant}/${a.id}/v1-`))).toBe(true);
-      expect(keys.map((k) => k.split('/').pop()).sort()).toEqual(['MEDIUM', 'THUMB', 'original']);
+      expect(keys).toHaveLength(1);
+      expect(keys[0]!.startsWith(`${tenant}/${a.id}/v1-`)).toBe(true);
+      expect(keys[0]!.split('/').pop()).toBe('original');
 
       // Anyone may fetch it, cacheable for 30 days.
       const res = await get(a.publicUrl!);
@@ -96,7 +97,14 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(thumb.status).toBe(200);
       expect(thumb.headers.get('content-type')).toBe('image/jpeg');
       expect(thumb.headers.get('content-disposition')).toBe('inline; filename=hero-thumb.jpg');
+      expect(thumb.headers.get('cache-control')).toBe('public, max-age=2592000');
+      expect(thumb.headers.get('x-render-outcome')).toBe('rendered');
       expect((await thumb.arrayBuffer()).byteLength).toBeGreaterThan(100);
+      // Stored beside the original, in its revision folder.
+      const after = await storedKeys(app, tenant);
+      expect(after.map((k) => k.split('/').pop()).sort()).toEqual(['original', expect.stringMatching(/^r-[0-9a-f]{32}$/)]);
+      expect(after.every((k) => k.startsWith(keys[0]!.slice(0, keys[0]!.lastIndexOf('/') + 1)))).toBe(true);
+      expect((await get(a.variants[0]!.url)).headers.get('x-render-outcome')).toBe('hit');
     });
 
     it('creates a PRIVATE document BLOB with defaults: key = id, name = file name, no public URL, no variants', async () => {
@@ -161,10 +169,11 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(await rows(tenant)).toBe(1);
 
       // The verified bytes were copied into the asset's first revision folder, the
-      // variant beside them; the staged object is gone.
+      // variant rendered beside them on its first request; the staged object is gone.
+      expect((await get(a.variants[0]!.url)).status).toBe(200);
       const keys = await storedKeys(app, tenant);
       expect(keys).toHaveLength(2);
-      expect(keys).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/original$`)), expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/THUMB$`))]));
+      expect(keys).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/original$`)), expect.stringMatching(new RegExp(`^${tenant}/${a.id}/v1-[0-9a-f]{8}/r-[0-9a-f]{32}$`))]));
       // The sweep leaves the asset's objects alone once the ticket is done with.
       await sweep(tenant);
       expect(await storedKeys(app, tenant)).toEqual(keys);
@@ -433,6 +442,9 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       const tenant = newTenant();
       const token = await app.token(tenant);
       const a = await create(token, { type: 'BLOB', access: 'PUBLIC', key: 'hero', file: await jpeg(800, 600, 'old.jpg') });
+      // A variant and a render of the old original exist: they go with it.
+      expect((await get(a.variants[0]!.url)).status).toBe(200);
+      expect((await get(`${a.publicUrl!}&w=300&format=webp`)).headers.get('content-type')).toBe('image/webp');
       const oldKeys = await storedKeys(app, tenant);
       expect(oldKeys).toHaveLength(3);
       const next = await png(300, 200, 'new.png');
@@ -445,8 +457,13 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       });
       expect(u.variants.map((v) => v.name)).toEqual(['THUMB']);
       const newKeys = await storedKeys(app, tenant);
-      expect(newKeys).toHaveLength(2);
+      expect(newKeys).toHaveLength(1);
       expect(newKeys.some((k) => oldKeys.includes(k))).toBe(false);
+      expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(0);
+      // The new original's THUMB is rendered from the new file.
+      const thumb = await get(u.variants[0]!.url);
+      expect(thumb.headers.get('content-type')).toBe('image/png');
+      expect(thumb.headers.get('etag')).toContain(u.details.checksum);
       expect(newKeys.every((k) => k.startsWith(`${tenant}/${a.id}/v2-`))).toBe(true);
       // Both URLs (old ?v=1 and new ?v=2) name the key: the content is the new file.
       for (const url of [a.publicUrl!, u.publicUrl!]) {
@@ -498,9 +515,8 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect(stored).toEqual(won);
       // Only the winner's objects remain: the losers' files were deleted, and so was the original it replaced.
       const keys = await storedKeys(app, tenant);
-      expect(keys).toHaveLength(2);
-      const folder = keys[0]!.slice(0, keys[0]!.lastIndexOf('/') + 1);
-      expect(keys.sort()).toEqual([`${folder}THUMB`, `${folder}original`]);
+      expect(keys).toHaveLength(1);
+      expect(keys[0]!).toMatch(/\/v2-[0-9a-f]{8}\/original$/);
       const served = await get(stored!.publicUrl!);
       expect(Buffer.from(await served.arrayBuffer()).equals(await bytesOf(files[i]!))).toBe(true);
     }, 60_000);
@@ -511,6 +527,7 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       const tenant = newTenant();
       const token = await app.token(tenant);
       const a = await create(token, { type: 'BLOB', access: 'PUBLIC', key: 'gone', file: await jpeg(300, 300) });
+      expect((await get(a.variants[0]!.url)).status).toBe(200);
       expect(await storedKeys(app, tenant)).toHaveLength(2);
       expect((await ok(app.url, DeleteAssetDocument, { id: a.id }, { token })).deleteAsset).toBe(true);
       expect((await ok(app.url, AssetDocument, { id: a.id }, { token })).asset).toBeNull();
@@ -518,6 +535,7 @@ describe(`assets (${STORAGE_DRIVER})`, () => {
       expect((await get(`/assets/${a.id}/download`, bearer(token))).status).toBe(404);
       expect((await get(a.publicUrl!)).status).toBe(404);
       expect(await storedKeys(app, tenant)).toEqual([]);
+      expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(0);
       const row = await app.db.prisma.asset.findFirst({ where: { tenantId: tenant, id: a.id } });
       expect(row).toMatchObject({ key: 'gone', storageKey: null, version: 2 });
       expect(row!.deletedAt).toBeInstanceOf(Date);

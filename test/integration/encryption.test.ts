@@ -177,23 +177,27 @@ describe(`encryption at rest (${STORE}, ${MODE} mode)`, () => {
     expect(upload.variants.map((v) => v.name)).toEqual(['THUMB', 'MEDIUM', 'LARGE']);
     // Variant URLs of encrypted media need credentials: no signed token in them.
     expect(upload.variants[0]!.url).not.toContain('token=');
-    const thumbKey = `${tenant}/${upload.id}/THUMB`;
+    // Rendered on its first request, sealed like the original.
+    const res = await fetch(`${app.url}/media/${upload.id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('private, no-store');
+    const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 160, 103]);
+    const [row] = await app.db.prisma.imageRender.findMany({ where: { tenantId: tenant, ownerId: upload.id } });
+    expect(row).toMatchObject({ encryptionMode: MODE, width: 160, height: 103 });
+    const thumbKey = row!.storageKey;
+    expect(thumbKey).toMatch(new RegExp(`^${tenant}/${upload.id}/r-[0-9a-f]{32}$`));
     if (MODE === 'app') {
       await expect(sharp(await raw(app, thumbKey)).metadata()).rejects.toThrow();
     } else {
       const without = await rawGet(thumbKey);
       expect(without.status).toBeGreaterThanOrEqual(400);
       expect(without.status).toBeLessThan(500);
-      const withKey = await rawGet(thumbKey, app.services.crypto.ring.objectKey(upload.encryptionKeyId!, thumbKey));
+      const withKey = await rawGet(thumbKey, app.services.crypto.ring.objectKey(row!.encryptionKeyId!, thumbKey));
       expect(withKey.algorithm).toBe('AES256');
       expect((await sharp(withKey.body!).metadata()).width).toBe(160);
       await expect(sharp(await radosBytes(thumbKey)).metadata()).rejects.toThrow();
     }
-    const res = await fetch(`${app.url}/media/${upload.id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } });
-    expect(res.status).toBe(200);
-    expect(res.headers.get('cache-control')).toBe('private, no-store');
-    const meta = await sharp(Buffer.from(await res.arrayBuffer())).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['jpeg', 160, 103]);
   });
 
   it('an ID_DOCUMENT role makes a property upload CRITICAL and encrypted; assigning it to plaintext media is refused', async () => {

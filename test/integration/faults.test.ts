@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import pg from 'pg';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { errors } from '../../src/errors/index.js';
 import type { Storage } from '../../src/storage/index.js';
@@ -56,9 +57,18 @@ class FaultSwitch {
       let seen = 0;
       const breaking = new Transform({
         transform(chunk: Buffer, _enc, done) {
+          const before = seen;
           seen += chunk.length;
-          if (seen > fault.after) return done(new Error('ECONNRESET: backend went away (secret-host:9000)'));
-          done(null, chunk);
+          if (seen <= fault.after) return done(null, chunk);
+          if (before >= fault.after) return done();
+          // The bytes up to the break get through, and nothing after them (not even the end of a
+          // body that was read whole); then the read fails as a reset connection would. The
+          // backend's stream is closed (a file handle, a socket).
+          body.unpipe(breaking);
+          body.destroy();
+          this.push(chunk.subarray(0, fault.after - before));
+          setImmediate(() => breaking.destroy(new Error('ECONNRESET: backend went away (secret-host:9000)')));
+          done();
         },
       });
       body.on('error', (e) => breaking.destroy(e));
@@ -115,10 +125,13 @@ function breakBodyAfter(bytes: number): PutFault {
   };
 }
 
-/** Fails the put of one key (by its last segment), everything else passes to the real driver. */
-function failKeyEnding(suffix: string, fault: PutFault): PutFault {
-  return (key, body, options, real) => (key.endsWith(suffix) ? fault(key, body, options, real) : real.put(key, body, options));
+/** Fails the puts of keys matching `pattern`, everything else passes to the real driver. */
+function failKeysMatching(pattern: RegExp, fault: PutFault): PutFault {
+  return (key, body, options, real) => (pattern.test(key) ? fault(key, body, options, real) : real.put(key, body, options));
 }
+
+/** Keys of stored renders: {tenant}/{id}/r-{32 hex}. */
+const RENDER_KEY = /^[^/]+\/[^/]+\/r-[0-9a-f]{32}$/;
 
 /** Every file under <dataDir>/blobs for a tenant, and every temporary file (local driver only). */
 async function localLeftovers(app: TestApp, tenant: string): Promise<string[]> {
@@ -155,9 +168,10 @@ async function mediaRows(tenant: string): Promise<number> {
   return app.db.prisma.media.count({ where: { tenantId: tenant } });
 }
 
-/** Nothing of the tenant is left: no media, attachment or role row, no object, no temporary file. */
+/** Nothing of the tenant is left: no media, attachment, role or render row, no object, no temporary file. */
 async function expectNothingLeft(tenant: string): Promise<void> {
   expect(await mediaRows(tenant)).toBe(0);
+  expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(0);
   expect(await app.db.prisma.mediaAttachment.count({ where: { tenantId: tenant } })).toBe(0);
   expect(await app.db.prisma.mediaRoleAssignment.count({ where: { tenantId: tenant } })).toBe(0);
   expect(await storedKeys(app, tenant)).toEqual([]);
@@ -172,6 +186,49 @@ async function expectStillServing(): Promise<void> {
   expect(await storedKeys(app, healthyTenant)).toContain(`${healthyTenant}/${upload.id}/original`);
   const health = await fetch(`${app.url}/readyz`);
   expect(health.status).toBe(200);
+}
+
+async function pendingWrites(tenant: string): Promise<number> {
+  return app.db.prisma.pendingWrite.count({ where: { tenantId: tenant } });
+}
+
+async function readStored(key: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of await app.services.storage.get(key)) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** GET of a variant or a render of a media with a bearer token: status, X-Render-Outcome and the body. */
+async function getImage(path: string, token: string): Promise<{ status: number; outcome: string | null; body: Buffer }> {
+  const res = await within(fetch(`${app.url}${path}`, { headers: { authorization: `Bearer ${token}` } }), 10_000, `GET ${path}`);
+  return { status: res.status, outcome: res.headers.get('x-render-outcome'), body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** A content route's answer to a storage fault: 503 with `{ error: { code: STORAGE_UNAVAILABLE, message } }`, nothing of the backend in it. */
+function expectStorageUnavailableHttp(r: { status: number; outcome: string | null; body: Buffer }): void {
+  expect(r.status).toBe(503);
+  expect(r.outcome).toBeNull();
+  const j = JSON.parse(r.body.toString('utf8')) as { error?: { code?: string; message?: string } };
+  expect(j.error?.code).toBe('STORAGE_UNAVAILABLE');
+  expect(typeof j.error?.message).toBe('string');
+  expect(j.error!.message).not.toMatch(/secret-host|ECONNRESET|broke/);
+}
+
+/**
+ * After a render that failed: the media is there with its original (byte for byte),
+ * and nothing of the render is (no image_render row, no object, no temporary file,
+ * no pending-write record); no image job is running or waiting.
+ */
+async function expectOnlyTheOriginal(tenant: string, id: string, bytes: Buffer): Promise<void> {
+  const original = `${tenant}/${id}/original`;
+  expect(await app.db.prisma.media.count({ where: { tenantId: tenant, id, deletedAt: null } })).toBe(1);
+  expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(0);
+  expect(await storedKeys(app, tenant)).toEqual([original]);
+  expect(await localLeftovers(app, tenant)).toEqual(STORAGE_DRIVER === 'local' ? [original] : []);
+  expect((await readStored(original)).equals(bytes)).toBe(true);
+  expect(await pendingWrites(tenant)).toBe(0);
+  expect(app.services.images.stats()).toMatchObject({ running: 0, waiting: 0 });
+  expect(app.services.renders.running).toBe(0);
 }
 
 function expectStorageUnavailable(r: GqlResult<unknown>, index?: number): void {
@@ -228,38 +285,76 @@ describe('storage failing mid-stream', () => {
     await expectNothingLeft(tenant);
   });
 
-  it('a read of the stored original failing while the image is decoded: STORAGE_UNAVAILABLE, nothing left, the image queue free', async () => {
-    // Early (the header) and late (the pixels; the PNG is about 3.4 KB).
+  // Uploads read only an image's header: pixels are decoded when a variant or a render
+  // is first asked for, so that is where a read of the original can fail mid-decode.
+  it('a read of the stored original failing while the image is decoded (a first render): 503 STORAGE_UNAVAILABLE, no render left, the original intact, the image queue free', async () => {
+    // Early (the header) and late (the pixels; the PNG is about 13 KB).
     for (const after of [64, 2500]) {
       const tenant = newTenant('fr');
       const token = await app.token(tenant);
-      faults.readFault = { tenant, after };
-      let r;
-      try {
-        r = await within(gql(app.url, FltUploadDocument, { input: { file: await png(900, 700), entity: { type: 'property', id: 'p1' } } }, { token }), 10_000, 'upload');
-      } finally {
-        faults.readFault = null;
+      const file = await png(900, 700);
+      const bytes = Buffer.from(await file.arrayBuffer());
+      expect(bytes.length).toBeGreaterThan(after);
+      const { upload } = await ok(app.url, FltUploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
+      expect(upload.variants.map((v) => v.name)).toContain('THUMB');
+      for (const path of [`/media/${upload.id}/variants/THUMB`, `/media/${upload.id}/render?w=300&format=webp`]) {
+        faults.readFault = { tenant, after };
+        let res;
+        try {
+          res = await getImage(path, token);
+        } finally {
+          faults.readFault = null;
+        }
+        expectStorageUnavailableHttp(res);
+        await expectOnlyTheOriginal(tenant, upload.id, bytes);
       }
-      expectStorageUnavailable(r);
-      await expectNothingLeft(tenant);
-      expect(app.services.images.stats()).toMatchObject({ running: 0, waiting: 0 });
+      // Nothing was wedged: with the store healthy again the same render is made and served.
+      const thumb = await getImage(`/media/${upload.id}/variants/THUMB`, token);
+      expect(thumb.status).toBe(200);
+      expect(thumb.outcome).toBe('rendered');
+      expect(await sharp(thumb.body).metadata()).toMatchObject({ format: 'png', width: 160 });
+      expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(1);
     }
     expect(uncaught).toEqual([]);
     await expectStillServing();
   });
 
-  it('a failure writing a variant removes the original and the variants already written', async () => {
-    const tenant = newTenant('fv');
-    const token = await app.token(tenant);
-    const file = await jpeg(1400, 1000);
-    const r = await withFault(tenant, failKeyEnding('/MEDIUM', consumeThenThrow(1)), () =>
-      gql(app.url, FltUploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token }),
-    );
-    expectStorageUnavailable(r);
-    // The original and THUMB were written before MEDIUM failed; they are gone now.
-    const written = faults.writtenFor(tenant);
-    expect(written.map((k) => k.split('/')[2]).sort()).toEqual(['THUMB', 'original']);
-    await expectNothingLeft(tenant);
+  it('a failure writing a render leaves no render object and no row, keeps the renders already made, and the next request renders fine', async () => {
+    for (const fault of [consumeThenThrow(1), breakBodyAfter(1024)]) {
+      const tenant = newTenant('fv');
+      const token = await app.token(tenant);
+      const file = await jpeg(1400, 1000);
+      const bytes = Buffer.from(await file.arrayBuffer());
+      const { upload } = await ok(app.url, FltUploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
+      expect(upload.variants.map((v) => v.name)).toEqual(['THUMB', 'MEDIUM', 'LARGE']);
+      // THUMB is rendered and stored before the fault.
+      const thumb = await getImage(`/media/${upload.id}/variants/THUMB`, token);
+      expect(thumb.status).toBe(200);
+      const [thumbRow] = await app.db.prisma.imageRender.findMany({ where: { tenantId: tenant } });
+      expect(thumbRow).toBeDefined();
+      const failedBefore = faults.failedPuts.length;
+      const r = await withFault(tenant, failKeysMatching(RENDER_KEY, fault), () => getImage(`/media/${upload.id}/variants/MEDIUM`, token));
+      expectStorageUnavailableHttp(r);
+      // The put of the MEDIUM render was the one that failed…
+      const failed = faults.failedPuts.slice(failedBefore);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toMatch(new RegExp(`^${tenant}/${upload.id}/r-[0-9a-f]{32}$`));
+      expect(failed[0]).not.toBe(thumbRow!.storageKey);
+      // …and nothing of it is left; THUMB's render and the original are untouched.
+      expect((await app.db.prisma.imageRender.findMany({ where: { tenantId: tenant } })).map((x) => x.storageKey)).toEqual([thumbRow!.storageKey]);
+      expect((await storedKeys(app, tenant)).sort()).toEqual([`${tenant}/${upload.id}/original`, thumbRow!.storageKey].sort());
+      expect((await localLeftovers(app, tenant)).sort()).toEqual(STORAGE_DRIVER === 'local' ? [`${tenant}/${upload.id}/original`, thumbRow!.storageKey].sort() : []);
+      expect((await readStored(`${tenant}/${upload.id}/original`)).equals(bytes)).toBe(true);
+      expect(await pendingWrites(tenant)).toBe(0);
+      expect(app.services.images.stats()).toMatchObject({ running: 0, waiting: 0 });
+      const again = await getImage(`/media/${upload.id}/variants/MEDIUM`, token);
+      expect(again.status).toBe(200);
+      expect(again.outcome).toBe('rendered');
+      expect(await sharp(again.body).metadata()).toMatchObject({ format: 'jpeg', width: 640 });
+      expect((await getImage(`/media/${upload.id}/variants/THUMB`, token)).outcome).toBe('hit');
+      expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(2);
+    }
+    expect(uncaught).toEqual([]);
     await expectStillServing();
   });
 
@@ -286,11 +381,11 @@ describe('storage failing mid-stream', () => {
       () => gql(app.url, FltUploadManyDocument, { inputs }, { token }),
     );
     expectStorageUnavailable(r, 2);
-    // Inputs 0 and 1 were stored (original + variants for the JPEG) before input 2 failed; input 3 never was.
+    // Inputs 0 and 1 were stored (their originals only: an upload renders no variant) before input 2 failed; input 3 never was.
     const written = faults.writtenFor(tenant);
-    expect(new Set(written.map((k) => k.split('/')[1]))).toEqual(new Set(ids.slice(0, 2)));
-    expect(written).toContain(`${tenant}/${ids[0]}/THUMB`);
     expect(ids).toHaveLength(3);
+    expect([...written].sort()).toEqual(ids.slice(0, 2).map((id) => `${tenant}/${id}/original`).sort());
+    expect(faults.failedPuts).toContain(`${tenant}/${ids[2]}/original`);
     await expectNothingLeft(tenant);
     await expectStillServing();
   });
@@ -337,7 +432,7 @@ describe('database failing after the storage write', () => {
   }
 
   it.each([['media'], ['media_attachment'], ['media_role']] as const)(
-    'upload: an insert into %s failing deletes the stored original and variants, and no row remains',
+    'upload: an insert into %s failing deletes the stored original, and no row remains',
     async (table) => {
       const tenant = newTenant('db');
       const token = await app.token(tenant);
@@ -351,10 +446,10 @@ describe('database failing after the storage write', () => {
           { token },
         );
         expectMaskedInternal(r);
-        // The objects were written (original and variants) before the transaction failed…
+        // The original was written before the transaction failed (an upload stores nothing else: its variants render on request)…
         const written = faults.writtenFor(tenant).slice(before);
-        expect(written.map((k) => k.split('/')[2]).sort()).toEqual(['LARGE', 'MEDIUM', 'THUMB', 'original']);
-        // …and are gone now, with every row of the transaction.
+        expect(written.map((k) => k.split('/')[2])).toEqual(['original']);
+        // …and is gone now, with every row of the transaction.
         await expectNothingLeft(tenant);
       } finally {
         await dropTriggers();
@@ -379,8 +474,9 @@ describe('database failing after the storage write', () => {
       const r = await gql(app.url, FltUploadManyDocument, { inputs }, { token });
       expectMaskedInternal(r);
       const written = faults.writtenFor(tenant);
+      // Every input's original was stored before the transaction failed, and nothing else (no variant is written by an upload).
+      expect(written).toHaveLength(3);
       expect(new Set(written.filter((k) => k.endsWith('/original')).map((k) => k.split('/')[1])).size).toBe(3);
-      expect(written.filter((k) => !k.endsWith('/original')).length).toBeGreaterThanOrEqual(3);
       await expectNothingLeft(tenant);
     } finally {
       await dropTriggers();

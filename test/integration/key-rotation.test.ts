@@ -39,14 +39,50 @@ async function content(app: TestApp, token: string, p: string): Promise<Buffer> 
   return Buffer.from(await res.arrayBuffer());
 }
 
-async function rowOf(app: TestApp, tenant: string, id: string) {
-  const r = await app.db.prisma.media.findFirstOrThrow({ where: { tenantId: tenant, id }, select: { encryptionKeyId: true, storageKey: true, variants: true } });
-  return { ...r, variants: r.variants as { name: string; key?: string }[] };
+/** GET with a user token: the status, how a render was answered (X-Render-Outcome) and the body. */
+async function fetchAs(app: TestApp, token: string, p: string): Promise<{ status: number; outcome: string | null; body: Buffer }> {
+  const res = await fetch(`${app.url}${p}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: res.status, outcome: res.headers.get('x-render-outcome'), body: Buffer.from(await res.arrayBuffer()) };
 }
 
-/** Keys the row points at: storage_key and each variant's (recorded, else derived) key. */
+async function rowOf(app: TestApp, tenant: string, id: string) {
+  const r = await app.db.prisma.media.findFirstOrThrow({ where: { tenantId: tenant, id }, select: { encryptionKeyId: true, storageKey: true, variants: true } });
+  return { ...r, variants: r.variants as { name: string; key?: string; size?: number }[] };
+}
+
+/**
+ * Keys the row points at: storage_key and the key (recorded, else derived) of each
+ * variant stored with the upload (one with a size; the others are renders, made on request).
+ */
 function referenced(tenant: string, id: string, row: Awaited<ReturnType<typeof rowOf>>): string[] {
-  return [row.storageKey, ...row.variants.map((v) => v.key ?? `${tenant}/${id}/${v.name}`)].sort();
+  return [row.storageKey, ...row.variants.filter((v) => v.size !== undefined).map((v) => v.key ?? `${tenant}/${id}/${v.name}`)].sort();
+}
+
+/** The tenant's image_render rows (of one media when given), oldest first. */
+function renderRows(app: TestApp, tenant: string, ownerId?: string) {
+  return app.db.prisma.imageRender.findMany({ where: { tenantId: tenant, ...(ownerId ? { ownerId } : {}) }, orderBy: { createdAt: 'asc' } });
+}
+
+/** Every object a media's rows claim: what the row points at, and its current renders. */
+async function live(app: TestApp, tenant: string, id: string): Promise<string[]> {
+  const renders = (await renderRows(app, tenant, id)).map((r) => r.storageKey);
+  return [...referenced(tenant, id, await rowOf(app, tenant, id)), ...renders].sort();
+}
+
+/**
+ * Makes a media look like one uploaded before variants were rendered on demand: its
+ * variant `name` an object of its own at {tenant}/{id}/{name}, sealed like its original
+ * (with the active key of `app`), its size recorded on the row. Returns the variant's bytes.
+ */
+async function storeLegacyVariant(app: TestApp, tenant: string, id: string, name: string, photo: File): Promise<Buffer> {
+  const row = await rowOf(app, tenant, id);
+  const v = row.variants.find((x) => x.name === name)!;
+  const bytes = await sharp(Buffer.from(await photo.arrayBuffer())).resize(160, 160, { fit: 'inside' }).jpeg().toBuffer();
+  const sealed = await app.services.crypto.seal(app.services.storage, `${tenant}/${id}/${name}`, Readable.from([bytes]));
+  expect(sealed.plainSize).toBe(bytes.length);
+  const variants = row.variants.map((x) => (x === v ? { ...x, size: sealed.plainSize } : x));
+  await app.db.prisma.media.update({ where: { tenantId_id: { tenantId: tenant, id } }, data: { variants } });
+  return bytes;
 }
 
 const sweep = (app: TestApp, tenant: string) => sweepTenant(app, tenant);
@@ -149,6 +185,7 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     const tenant = newTenant();
     const lease = Buffer.concat([pdfBytes(2), Buffer.from('%' + 'clause '.repeat(30_000))]);
     const photo = await jpeg(900, 700);
+    const oldPhoto = await jpeg(700, 500, 'older.jpg');
 
     // 1. Uploads under the old key.
     const a = await startTestApp({ env: { MEDIA_KEYS: OLD } });
@@ -156,8 +193,20 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     const tokenA = await a.token(tenant);
     const doc = (await ok(a.url, UploadDocument, { input: { file: new File([lease], 'lease.pdf'), entity: { type: 'lease', id: 'l1' } } }, { token: tokenA })).upload;
     const pic = (await ok(a.url, UploadDocument, { input: { file: photo, entity: { type: 'person', id: 'p1' } } }, { token: tokenA })).upload;
-    expect([doc.encryptionKeyId, pic.encryptionKeyId]).toEqual(['old', 'old']);
+    const older = (await ok(a.url, UploadDocument, { input: { file: oldPhoto, entity: { type: 'person', id: 'p2' } } }, { token: tokenA })).upload;
+    expect([doc.encryptionKeyId, pic.encryptionKeyId, older.encryptionKeyId]).toEqual(['old', 'old', 'old']);
+    // A variant and a render of `pic`, made on request: stored beside it, sealed with the old key.
+    const renderPath = `/media/${pic.id}/render?w=300&format=png`;
     const thumbBefore = await content(a, tokenA, `/media/${pic.id}/variants/THUMB`);
+    const renderBefore = await content(a, tokenA, renderPath);
+    const oldRenders = await renderRows(a, tenant);
+    expect(oldRenders.map((r) => [r.ownerId, r.encryptionKeyId])).toEqual([[pic.id, 'old'], [pic.id, 'old']]);
+    for (const r of oldRenders) expect(r.storageKey).toMatch(new RegExp(`^${tenant}/${pic.id}/r-[0-9a-f]{32}$`));
+    if (!SSE_C) for (const r of oldRenders) expect(decodeHeader(await raw(a, r.storageKey)).kid).toBe('old');
+    // `older` as an upload before renders on demand left it: its THUMB stored with it. Served from that object.
+    const olderThumb = await storeLegacyVariant(a, tenant, older.id, 'THUMB', oldPhoto);
+    expect((await content(a, tokenA, `/media/${older.id}/variants/THUMB`)).equals(olderThumb)).toBe(true);
+    expect(await renderRows(a, tenant, older.id)).toEqual([]);
     await a.close({ keepData: true });
 
     // 2. A new active key in front of the old one.
@@ -176,17 +225,30 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     if (!SSE_C) expect(decodeHeader(await raw(b, `${tenant}/${doc.id}/original`)).kid).toBe('new');
 
     const report = await b.services.rotation.run({ tenant });
-    expect(report).toEqual({ rotated: 2, failed: [] });
-    for (const m of [doc, pic]) {
+    expect(report).toEqual({ rotated: 3, failed: [] });
+    for (const m of [doc, pic, older]) {
       const row = await rowOf(b, tenant, m.id);
       expect(row.encryptionKeyId).toBe('new');
       expect(row.storageKey).toBe(`${tenant}/${m.id}/original-new`);
-      for (const v of row.variants) expect(v.key).toBe(`${tenant}/${m.id}/${v.name}-new`);
-      // The old objects are gone: only what the row points at is left.
+      // A variant stored with its upload moves to a new object; the others are renders (not moved, see below).
+      for (const v of row.variants) expect(v.key).toBe(v.size === undefined ? undefined : `${tenant}/${m.id}/${v.name}-new`);
+      // The old objects are gone, the renders of the old original with them: only what the row points at is left.
       expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort()).toEqual(referenced(tenant, m.id, row));
       if (!SSE_C) for (const key of referenced(tenant, m.id, row)) expect(decodeHeader(await raw(b, key)).kid, key).toBe('new');
     }
+    expect(referenced(tenant, older.id, await rowOf(b, tenant, older.id))).toEqual([`${tenant}/${older.id}/THUMB-new`, `${tenant}/${older.id}/original-new`]);
+    expect(referenced(tenant, pic.id, await rowOf(b, tenant, pic.id))).toEqual([`${tenant}/${pic.id}/original-new`]);
+    // The rows of the renders under the old key went with them.
+    expect(await renderRows(b, tenant)).toEqual([]);
     expect((await ok(b.url, MediaDocument, { id: pic.id }, { token })).media?.encryptionKeyId).toBe('new');
+    // Asked for again, the variant is rendered again, from the new original and sealed with the new key.
+    const thumbRotated = await fetchAs(b, token, `/media/${pic.id}/variants/THUMB`);
+    expect([thumbRotated.status, thumbRotated.outcome]).toEqual([200, 'rendered']);
+    expect(thumbRotated.body.equals(thumbBefore)).toBe(true);
+    const newRenders = await renderRows(b, tenant);
+    expect(newRenders.map((r) => [r.ownerId, r.sourceKey, r.encryptionKeyId])).toEqual([[pic.id, `${tenant}/${pic.id}/original-new`, 'new']]);
+    if (!SSE_C) expect(decodeHeader(await raw(b, newRenders[0]!.storageKey)).kid).toBe('new');
+    expect((await content(b, token, `/media/${older.id}/variants/THUMB`)).equals(olderThumb)).toBe(true);
     expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: 0, failed: [] });
     await b.close({ keepData: true });
     apps.pop();
@@ -197,9 +259,21 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     const tokenC = await c.token(tenant);
     expect(sha(await content(c, tokenC, `/media/${doc.id}/content`))).toBe(sha(lease));
     expect(sha(await content(c, tokenC, `/media/${pic.id}/content`))).toBe(sha(Buffer.from(await photo.arrayBuffer())));
-    const thumbAfter = await content(c, tokenC, `/media/${pic.id}/variants/THUMB`);
-    expect(thumbAfter.equals(thumbBefore)).toBe(true);
-    expect((await sharp(thumbAfter).metadata()).width).toBe(160);
+    // The variant rendered after the rotation is served as it is stored (under the new key only)…
+    const thumbAfter = await fetchAs(c, tokenC, `/media/${pic.id}/variants/THUMB`);
+    expect([thumbAfter.status, thumbAfter.outcome]).toEqual([200, 'hit']);
+    expect(thumbAfter.body.equals(thumbBefore)).toBe(true);
+    expect(await sharp(thumbAfter.body).metadata()).toMatchObject({ format: 'jpeg', width: 160 });
+    // …the render made before it is rendered again from the new original…
+    const renderAfter = await fetchAs(c, tokenC, renderPath);
+    expect([renderAfter.status, renderAfter.outcome]).toEqual([200, 'rendered']);
+    expect(renderAfter.body.equals(renderBefore)).toBe(true);
+    expect(await sharp(renderAfter.body).metadata()).toMatchObject({ format: 'png', width: 300 });
+    // …and the older media's stored THUMB and its MEDIUM (rendered now) read too.
+    expect(sha(await content(c, tokenC, `/media/${older.id}/content`))).toBe(sha(Buffer.from(await oldPhoto.arrayBuffer())));
+    expect((await content(c, tokenC, `/media/${older.id}/variants/THUMB`)).equals(olderThumb)).toBe(true);
+    expect(await sharp(await content(c, tokenC, `/media/${older.id}/variants/MEDIUM`)).metadata()).toMatchObject({ format: 'jpeg', width: 640 });
+    expect((await renderRows(c, tenant)).map((r) => r.encryptionKeyId)).toEqual(['new', 'new', 'new']);
   });
 
   it('a rotation killed between its copies and its row update, then run again, leaves every media readable under the new key and nothing behind', { timeout: 180_000 }, async () => {
@@ -221,6 +295,10 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
       for (const v of m.variants) variants.set(v.name, await content(a, tokenA, `/media/${m.id}/variants/${v.name}`));
       media.push({ id: m.id, bytes: Buffer.from(await f.arrayBuffer()), variants });
     }
+    // Each variant was rendered on its request, sealed with the old key.
+    const variantCount = media.reduce((n, m) => n + m.variants.size, 0);
+    expect(variantCount).toBe(5);
+    expect((await renderRows(a, tenant)).map((r) => r.encryptionKeyId)).toEqual(Array(variantCount).fill('old'));
     await a.close({ keepData: true });
 
     const ctl = { failDeletes: false };
@@ -270,10 +348,12 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
         else await new Promise((r) => setTimeout(r, 100));
       }
       expect(blocked, output).toBeDefined();
-      // Its copies are written; its row is not updated: kill it here, for real.
-      const heldKeys = (await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key);
-      expect(heldKeys).toContain(`${tenant}/${held.id}/original-new`);
-      for (const name of held.variants.keys()) expect(heldKeys).toContain(`${tenant}/${held.id}/${name}-new`);
+      // Its copy is written (of the original only: its renders are not copied); its row is not updated
+      // and its renders' rows not deleted: kill it here, for real.
+      const heldRenders = await renderRows(b, tenant, held.id);
+      expect(heldRenders).toHaveLength(held.variants.size);
+      const heldKeys = (await b.services.storage.list(`${tenant}/${held.id}/`)).map((o) => o.key).sort();
+      expect(heldKeys).toEqual([`${tenant}/${held.id}/original`, `${tenant}/${held.id}/original-new`, ...heldRenders.map((r) => r.storageKey)].sort());
       child.kill('SIGKILL');
       expect(await exited).toBeNull();
       // Killed mid-run: no plaintext of any document anywhere on disk it could have written to
@@ -295,6 +375,7 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     expect(heldRow.encryptionKeyId).toBe('old');
     expect(heldRow.storageKey).toBe(`${tenant}/${held.id}/original`);
     expect(heldRow.variants.every((v) => v.key === undefined)).toBe(true);
+    expect((await renderRows(b, tenant, held.id)).map((r) => r.encryptionKeyId)).toEqual(Array(held.variants.size).fill('old'));
     for (const m of media) {
       const row = await rowOf(b, tenant, m.id);
       expect(row.storageKey).toBe(row.encryptionKeyId === 'new' ? `${tenant}/${m.id}/original-new` : `${tenant}/${m.id}/original`);
@@ -316,16 +397,20 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
     const afterKill = await sweep(b, tenant);
     expect(afterKill.stalePendingWritesRemoved).toBe(1);
     expect(await records()).toEqual([]);
-    expect(afterKill.staleMediaObjectsDeleted).toBeGreaterThanOrEqual(1 + held.variants.size);
+    expect(afterKill.staleMediaObjectsDeleted).toBeGreaterThanOrEqual(1);
     for (const m of media) {
-      expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort(), m.id).toEqual(referenced(tenant, m.id, await rowOf(b, tenant, m.id)));
+      expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort(), m.id).toEqual(await live(b, tenant, m.id));
     }
+    expect(await b.services.storage.list(`${tenant}/${held.id}/original-new`)).toEqual([]);
     await readsBack();
 
     // Run again, this time interrupted after each row update: the old objects cannot be deleted.
     const pending = (await b.db.prisma.media.findMany({ where: { tenantId: tenant, encryptionKeyId: 'old' }, select: { id: true } })).map((r) => r.id);
     expect(pending).toContain(held.id);
-    const pendingObjects = pending.reduce((n, id) => n + 1 + media.find((m) => m.id === id)!.variants.size, 0);
+    // One object of each to re-encrypt (its original); its renders are deleted, not copied.
+    const pendingObjects = pending.length;
+    const pendingRenders = (await renderRows(b, tenant)).filter((r) => pending.includes(r.ownerId));
+    expect(pendingRenders).toHaveLength(pending.reduce((n, id) => n + media.find((m) => m.id === id)!.variants.size, 0));
     counts.clear();
     ctl.failDeletes = true;
     expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: pending.length, failed: [] });
@@ -351,20 +436,32 @@ describe(`key rotation (${STORAGE_DRIVER}${STORAGE_DRIVER === 's3' ? `, ${S3_STO
       const row = await rowOf(b, tenant, m.id);
       expect(row.encryptionKeyId).toBe('new');
       expect(row.storageKey).toBe(`${tenant}/${m.id}/original-new`);
-      expect(row.variants.map((v) => v.key)).toEqual(row.variants.map((v) => `${tenant}/${m.id}/${v.name}-new`));
+      expect(row.variants.every((v) => v.key === undefined && v.size === undefined)).toBe(true);
       expect((await ok(b.url, MediaDocument, { id: m.id }, { token })).media?.encryptionKeyId).toBe('new');
     }
-    await readsBack();
+    // The rows of the renders of the rotated media are gone (their objects could not be deleted).
+    expect((await renderRows(b, tenant)).filter((r) => pending.includes(r.ownerId))).toEqual([]);
+    for (const r of pendingRenders) expect(await b.services.storage.list(r.storageKey), r.storageKey).toHaveLength(1);
+    for (const m of media) expect(sha(await content(b, token, `/media/${m.id}/content`)), m.id).toBe(sha(m.bytes));
 
-    // Interrupted after the update: the old objects are the leftovers, and the sweep removes them.
+    // Interrupted after the update: the old objects (originals and renders) are the leftovers, and the sweep removes them.
     const afterRerun = await sweep(b, tenant);
-    expect(afterRerun.staleMediaObjectsDeleted).toBe(pendingObjects);
+    expect(afterRerun.staleMediaObjectsDeleted).toBe(pendingObjects + pendingRenders.length);
+    expect(afterRerun.staleRendersRemoved).toBe(0);
     for (const m of media) {
       const keys = (await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort();
-      expect(keys).toEqual(referenced(tenant, m.id, await rowOf(b, tenant, m.id)));
+      expect(keys).toEqual(await live(b, tenant, m.id));
     }
+    for (const id of pending) expect(await live(b, tenant, id)).toEqual([`${tenant}/${id}/original-new`]);
     expect((await sweep(b, tenant)).staleMediaObjectsDeleted).toBe(0);
+    // Every variant reads back: rendered again from the new originals, sealed with the new key.
     await readsBack();
+    const rendersNow = await renderRows(b, tenant);
+    expect(rendersNow.map((r) => r.encryptionKeyId)).toEqual(Array(variantCount).fill('new'));
+    if (!SSE_C) for (const r of rendersNow) expect(decodeHeader(await raw(b, r.storageKey)).kid, r.storageKey).toBe('new');
+    for (const m of media) {
+      expect((await b.services.storage.list(`${tenant}/${m.id}/`)).map((o) => o.key).sort(), m.id).toEqual(await live(b, tenant, m.id));
+    }
     expect(await b.services.rotation.run({ tenant })).toEqual({ rotated: 0, failed: [] });
 
     if (SSE_C) {

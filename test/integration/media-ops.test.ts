@@ -413,11 +413,13 @@ describe('deleteMedia', () => {
     await ok(app.url, AttachMediaDocument, { id: doomed.id, entity: unit('d-2') }, { token });
     const keeper = await upload(token, pdf(1, 'keeper.pdf'), property('d-1'), { tags: ['shared'] });
     expect(doomed.variants.map((v) => v.name)).toEqual(['THUMB']);
+    // Its THUMB is rendered (and stored beside the original) on its first request.
+    expect((await fetch(`${app.url}/media/${doomed.id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
 
     const keysBefore = (await storedKeys(app, tenant)).filter((k) => k.startsWith(`${tenant}/${doomed.id}/`)).sort();
-    expect(keysBefore).toEqual([`${tenant}/${doomed.id}/THUMB`, `${tenant}/${doomed.id}/original`]);
+    expect(keysBefore).toEqual([`${tenant}/${doomed.id}/original`, expect.stringMatching(new RegExp(`^${tenant}/${doomed.id}/r-[0-9a-f]{32}$`))]);
     const dir = path.join(app.dataDir, 'blobs', tenant, doomed.id);
-    if (STORAGE_DRIVER === 'local') expect((await readdir(dir)).sort()).toEqual(['THUMB', 'original']);
+    if (STORAGE_DRIVER === 'local') expect((await readdir(dir)).sort()).toEqual(['original', expect.stringMatching(/^r-[0-9a-f]{32}$/)]);
 
     expect((await ok(app.url, DeleteMediaDocument, { id: doomed.id }, { token })).deleteMedia).toBe(true);
 

@@ -16,7 +16,12 @@ import { createDatabase, type Database } from '../../src/db/prisma.js';
 import { Prisma } from '../../src/generated/prisma/client.js';
 
 /** Values for columns with a CHECK constraint in the SQL migrations (text columns whose values Prisma does not know). */
-const CHECKED_VALUES: Record<string, unknown> = { 'Media.encryptionMode': 'sse-c', 'Media.encryptionKeyFp': '0123456789abcdef' };
+const CHECKED_VALUES: Record<string, unknown> = {
+  'Media.encryptionMode': 'sse-c',
+  'Media.encryptionKeyFp': '0123456789abcdef',
+  'ImageRender.ownerKind': 'asset',
+  'ImageRender.paramsHash': '0123456789abcdef0123456789abcdef',
+};
 import { newTenant } from '../helpers/app.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -1,4 +1,5 @@
 import net from 'node:net';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, newTenant, type TestApp } from '../helpers/app.js';
 import type { Readable } from 'node:stream';
@@ -11,8 +12,10 @@ import { rawRequest } from '../helpers/raw-http.js';
 // not, however long it takes; slow headers are cut. Short limits make the test quick.
 
 let app: TestApp;
-/** While set, writing a THUMB variant takes this long: the service works on a request it has wholly received. */
-let variantDelayMs = 0;
+/** While set, storing a render takes this long: the service works on a request it has wholly received. */
+let renderDelayMs = 0;
+/** Render objects whose write was slowed. */
+const slowed: string[] = [];
 beforeAll(async () => {
   app = await startTestApp({
     env: { HTTP_IDLE_TIMEOUT_SECONDS: '2', HTTP_HEADERS_TIMEOUT_SECONDS: '2' },
@@ -21,7 +24,10 @@ beforeAll(async () => {
         get(target, prop) {
           if (prop === 'put') {
             return async (key: string, body: Readable, options?: PutOptions) => {
-              if (variantDelayMs && key.endsWith('/THUMB')) await new Promise((ok) => setTimeout(ok, variantDelayMs));
+              if (renderDelayMs && /\/r-[0-9a-f]{32}$/.test(key)) {
+                slowed.push(key);
+                await new Promise((ok) => setTimeout(ok, renderDelayMs));
+              }
               return target.put(key, body, options);
             };
           }
@@ -86,18 +92,31 @@ describe('server timeouts', () => {
       { name: 'map', value: '{"0":["variables.input.file"]}' },
       { name: '0', filename: 'p.png', type: 'image/png', data: Buffer.from(await (await png(300, 200)).arrayBuffer()) },
     ]);
-    variantDelayMs = 4500;
+    const up = await rawRequest(app.url, { headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}`, 'content-type': contentType }, chunks: [body], timeoutMs: 20_000 });
+    const uploaded = up.json as { data?: { upload?: { id: string; variants: { name: string }[] } }; errors?: unknown };
+    expect(uploaded.errors, up.text).toBeUndefined();
+    expect(uploaded.data?.upload?.variants.map((v) => v.name)).toContain('THUMB');
+    const id = uploaded.data!.upload!.id;
+    // The image work happens when the variant is first asked for: its render is stored slowly.
+    renderDelayMs = 4500;
     let r;
     try {
-      r = await rawRequest(app.url, { headers: { 'apollo-require-preflight': 'true', authorization: `Bearer ${token}`, 'content-type': contentType }, chunks: [body], timeoutMs: 20_000 });
+      r = await rawRequest(app.url, { method: 'GET', path: `/media/${id}/variants/THUMB`, headers: { authorization: `Bearer ${token}` }, chunks: [], timeoutMs: 20_000 });
     } finally {
-      variantDelayMs = 0;
+      renderDelayMs = 0;
     }
+    expect(slowed.filter((k) => k.startsWith(`${tenant}/${id}/`))).toHaveLength(1);
     expect(r.ended).toBe('response');
     expect(r.ms).toBeGreaterThan(4000);
-    const j = r.json as { data?: { upload?: { variants: { name: string }[] } }; errors?: unknown };
-    expect(j.errors, r.text).toBeUndefined();
-    expect(j.data?.upload?.variants.map((v) => v.name)).toContain('THUMB');
+    expect(r.status, r.text).toBe(200);
+    expect(r.headers['x-render-outcome']).toBe('rendered');
+    expect(r.headers['content-type']).toBe('image/png');
+    // What it answered is the render, stored whole: served again from the store, the same size, a real image.
+    const again = await fetch(`${app.url}/media/${id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } });
+    expect(again.headers.get('x-render-outcome')).toBe('hit');
+    const bytes = Buffer.from(await again.arrayBuffer());
+    expect(String(bytes.length)).toBe(r.headers['content-length']);
+    expect(await sharp(bytes).metadata()).toMatchObject({ format: 'png', width: 160 });
   });
 
   it('headers that never end are cut after the headers timeout', async () => {

@@ -6,6 +6,7 @@
 // store and its commit exactly as it would under load.
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompleteDirectUploadDocument, CreateAssetDocument, CreateDirectUploadDocument, UpdateAssetDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
@@ -35,6 +36,9 @@ beforeAll(async () => {
     CREATE TRIGGER slow_commit_media BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION slow_commit();
     DROP TRIGGER IF EXISTS slow_commit_asset ON asset;
     CREATE TRIGGER slow_commit_asset BEFORE INSERT OR UPDATE ON asset FOR EACH ROW EXECUTE FUNCTION slow_commit();
+    -- A render records itself in the transaction that settles its pending write.
+    DROP TRIGGER IF EXISTS slow_commit_render ON image_render;
+    CREATE TRIGGER slow_commit_render BEFORE INSERT ON image_render FOR EACH ROW EXECUTE FUNCTION slow_commit();
     -- A direct upload's completion finishes its ticket first in the commit transaction, before its pending write is settled.
     DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload;
     CREATE TRIGGER slow_commit_ticket BEFORE UPDATE ON direct_upload FOR EACH ROW
@@ -43,7 +47,9 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   // Other test files share this database: the triggers go (they only ever slowed listed tenants).
-  await app?.db.pool.query('DROP TRIGGER IF EXISTS slow_commit_media ON media; DROP TRIGGER IF EXISTS slow_commit_asset ON asset; DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload');
+  await app?.db.pool.query(
+    'DROP TRIGGER IF EXISTS slow_commit_media ON media; DROP TRIGGER IF EXISTS slow_commit_asset ON asset; DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload; DROP TRIGGER IF EXISTS slow_commit_render ON image_render',
+  );
   await app?.close();
 });
 
@@ -76,13 +82,15 @@ describe('the sweep and writes in flight', () => {
     await slow(tenant, 3);
     const file = await jpeg(900, 600);
     const uploading = ok(app.url, UploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
-    // The original and its variants are stored; the commit sleeps in its transaction.
-    const before = await untilStored(tenant, (k) => ['original', 'THUMB', 'MEDIUM'].every((n) => k.some((x) => x.endsWith(`/${n}`))));
+    // The original is stored (all an upload stores: its variants render on request); the commit sleeps in its transaction.
+    const before = await untilStored(tenant, (k) => k.some((x) => x.endsWith('/original')));
+    expect(before).toHaveLength(1);
+    expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
     const report = await sweepNow(tenant);
     expect(report.orphanGroupsDeleted).toBe(0);
     expect(await storedKeys(app, tenant)).toEqual(before);
     const media = (await uploading).upload;
-    expect(before.every((k) => k.startsWith(`${tenant}/${media.id}/`))).toBe(true);
+    expect(before).toEqual([`${tenant}/${media.id}/original`]);
     const served = await bytesAt(media.url!);
     expect(served.status).toBe(200);
     expect(served.body.equals(Buffer.from(await file.arrayBuffer()))).toBe(true);
@@ -90,6 +98,41 @@ describe('the sweep and writes in flight', () => {
     expect((await app.db.pool.query('SELECT count(*)::int AS n FROM pending_write WHERE tenant_id = $1', [tenant])).rows[0].n).toBe(0);
     await sweepNow(tenant);
     expect((await storedKeys(app, tenant)).sort()).toEqual([...before].sort());
+  });
+
+  it('a render between its store and its commit survives a sweep with no grace period, and serves it', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const media = (await ok(app.url, UploadDocument, { input: { file: await jpeg(900, 600), entity: { type: 'property', id: 'p1' } } }, { token })).upload;
+    const original = `${tenant}/${media.id}/original`;
+    await slow(tenant, 3, ['image_render']);
+    const rendering = fetch(`${app.url}/media/${media.id}/variants/MEDIUM`, { headers: { authorization: `Bearer ${token}` } });
+    // The render's object is stored; its row's transaction sleeps.
+    const before = (await untilStored(tenant, (k) => k.length === 2)).sort();
+    const renderKey = before.find((k) => k !== original)!;
+    expect(renderKey).toMatch(new RegExp(`^${tenant}/${media.id}/r-[0-9a-f]{32}$`));
+    // No row claims the object yet, and it is older than the sweep's cutoff (no grace period, and a
+    // second more for stores that keep whole seconds): only its writer's pending-write record protects it.
+    expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant } })).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await app.db.pool.query('SELECT count(*)::int AS n FROM pending_write WHERE tenant_id = $1', [tenant])).rows[0].n).toBe(1);
+    const report = await sweepNow(tenant);
+    expect(report).toMatchObject({ orphanGroupsDeleted: 0, staleMediaObjectsDeleted: 0, staleRendersRemoved: 0 });
+    expect((await storedKeys(app, tenant)).sort()).toEqual(before);
+    const res = await rendering;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-render-outcome')).toBe('rendered');
+    expect(await sharp(Buffer.from(await res.arrayBuffer())).metadata()).toMatchObject({ format: 'jpeg', width: 640 });
+    const rows = await app.db.prisma.imageRender.findMany({ where: { tenantId: tenant } });
+    expect(rows.map((r) => r.storageKey)).toEqual([renderKey]);
+    expect((await app.db.pool.query('SELECT count(*)::int AS n FROM pending_write WHERE tenant_id = $1', [tenant])).rows[0].n).toBe(0);
+    // Committed: a later sweep keeps it (its row claims it), and it is served from the store.
+    await slow(tenant, 0);
+    expect(await sweepNow(tenant)).toMatchObject({ orphanGroupsDeleted: 0, staleMediaObjectsDeleted: 0 });
+    expect((await storedKeys(app, tenant)).sort()).toEqual(before);
+    const again = await fetch(`${app.url}/media/${media.id}/variants/MEDIUM`, { headers: { authorization: `Bearer ${token}` } });
+    expect(again.headers.get('x-render-outcome')).toBe('hit');
+    expect((await again.arrayBuffer()).byteLength).toBe(Number(rows[0]!.size));
   });
 
   it('a direct upload being completed survives a sweep between its verified copy and its commit', async () => {
@@ -206,10 +249,17 @@ describe('the sweep itself', () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
     const live = (await ok(app.url, UploadDocument, { input: { file: await jpeg(900, 600), entity: { type: 'property', id: 'p' } } }, { token })).upload;
+    // Several objects in the live group: its original and three renders (live by their image_render rows).
+    for (const w of [100, 200, 300]) {
+      const res = await fetch(`${app.url}/media/${live.id}/render?w=${w}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+    expect(await app.db.prisma.imageRender.count({ where: { tenantId: tenant, ownerId: live.id } })).toBe(3);
     const orphan = randomUUID();
     for (const name of ['original', 'THUMB', 'MEDIUM']) await app.services.storage.put(`${tenant}/${orphan}/${name}`, Readable.from([Buffer.from(name)]));
     const liveKeys = (await storedKeys(app, tenant)).filter((k) => k.includes(live.id));
-    expect(liveKeys.length).toBeGreaterThanOrEqual(3);
+    expect(liveKeys).toHaveLength(4);
     // Pages of one object: every group spans several pages.
     const report = await sweepNow(tenant, sweepWith(wrapped(app.services.storage, { pageSize: 1 })));
     expect(report.orphanGroupsDeleted).toBe(1);

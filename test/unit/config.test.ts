@@ -273,7 +273,7 @@ describe('loadConfig', () => {
     // Small pools keep the limits below their size.
     expect(loadConfig({ DATABASE_POOL_SIZE: '2' }).expensiveQueries).toMatchObject({ perTenant: 1, total: 1 });
     const images = Math.max(1, Math.min(cores, 2));
-    expect(c.images).toEqual({ concurrency: images, maxWaiting: 4 * images, waitMs: 60_000, memoryBytes: 512 * 1024 * 1024 });
+    expect(c.images).toEqual({ concurrency: images, maxWaiting: 16 * images, waitMs: 60_000, memoryBytes: 512 * 1024 * 1024 });
     expect(loadConfig({ UV_THREADPOOL_SIZE: '64' }).images.concurrency).toBe(cores);
     // Half the pool caps the default per tenant too, however many cores.
     expect(loadConfig({ DATABASE_POOL_SIZE: '4' }).expensiveQueries.perTenant).toBeLessThanOrEqual(2);

@@ -11,8 +11,9 @@ export interface AssetRef {
 }
 
 /** An image variant of a blob asset, with the storage key it was written under. */
+/** A variant of an image asset; `key` and `size` only on those stored with the asset (before renders on demand). */
 export interface AssetVariantRecord extends VariantRecord {
-  key: string;
+  key?: string;
 }
 
 /** An asset row as the service hands it around (tenant-checked, not deleted). */
@@ -33,6 +34,9 @@ export interface AssetRecord {
   bytes: number | null;
   checksum: string | null;
   variants: AssetVariantRecord[];
+  /** Displayed size of an image blob (null: not an image, or stored before it was recorded). */
+  width: number | null;
+  height: number | null;
   version: number;
   createdAt: Date;
   modifiedAt: Date;
@@ -56,6 +60,8 @@ export interface AssetRow {
   bytes: bigint | number | string | null;
   checksum: string | null;
   variants: unknown;
+  width: number | null;
+  height: number | null;
   version: number;
   created_at: Date;
   modified_at: Date;
@@ -83,6 +89,8 @@ export function assetFromRow(r: AssetRow): AssetRecord {
     bytes: r.bytes === null ? null : Number(r.bytes),
     checksum: r.checksum,
     variants: json<AssetVariantRecord[]>(r.variants, []),
+    width: r.width ?? null,
+    height: r.height ?? null,
     version: r.version,
     createdAt: new Date(r.created_at),
     modifiedAt: new Date(r.modified_at),

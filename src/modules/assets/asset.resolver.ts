@@ -7,6 +7,8 @@ import { downloadPath, publicUrlOf, variantUrlOf, type AssetRecord } from './ass
 import { CreateAssetInput, UpdateAssetInput } from './asset.input.js';
 import type { AssetPageResult } from './asset.service.js';
 import { Asset, AssetDetails, AssetMetadata, AssetPage } from './asset.type.js';
+import { ImageFit, ImageFormat } from '../../graphql/enums.js';
+import { canonicalQuery, isRenderable, renderRequestOf } from '../renders/render-plan.js';
 
 @Resolver(() => Asset)
 export class AssetResolver {
@@ -64,6 +66,30 @@ export class AssetResolver {
   @FieldResolver(() => String, { description: 'API path: 301 to the public URL for PUBLIC/LINK, the bytes for PRIVATE blobs.' })
   downloadPath(@Root() a: AssetRecord): string {
     return downloadPath(a.id);
+  }
+
+  @FieldResolver(() => String, {
+    nullable: true,
+    description:
+      'URL of a render of an image blob (at most 4096 px a side, never upscaled): for a PUBLIC asset its public by-key URL with the render parameters, ' +
+      'for a PRIVATE one the download route with them (send a token with asset:read). Null for LINKs and for blobs that are not JPEG, PNG, WebP or GIF images.',
+  })
+  renderUrl(
+    @Root() a: AssetRecord,
+    @Ctx() ctx: Context,
+    @Arg('width', () => Int, { nullable: true }) width: number | null,
+    @Arg('height', () => Int, { nullable: true }) height: number | null,
+    @Arg('fit', () => ImageFit, { nullable: true }) fit: ImageFit | null,
+    @Arg('format', () => ImageFormat, { nullable: true }) format: ImageFormat | null,
+    @Arg('quality', () => Int, { nullable: true, description: "1-100; the format's default when omitted." }) quality: number | null,
+  ): string | null {
+    const request = renderRequestOf({ width, height, fit, format, quality }, ctx.services.config.renderSizes);
+    if (a.type !== 'BLOB' || !isRenderable(a.mimeType)) return null;
+    const q = canonicalQuery(request);
+    const base = ctx.services.urls.base();
+    const pub = publicUrlOf(base, a);
+    if (pub) return q ? pub.replace('?', `?${q}&`) : pub;
+    return `${base}${downloadPath(a.id)}${q ? `?${q}` : ''}`;
   }
 
   @FieldResolver(() => [ImageVariant], { description: 'Resized copies of an image blob (public like the asset; PRIVATE ones through the download route).' })

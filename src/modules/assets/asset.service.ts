@@ -11,7 +11,9 @@ import type { Storage } from '../../storage/index.js';
 import type { DirectUploadService, FinishClaim } from '../direct-uploads/direct-upload.service.js';
 import { isUuid } from '../media/cursor.js';
 import type { ImageQueue } from '../media/image-queue.js';
-import { processImageWith } from '../media/images.js';
+import { imageFacts } from '../media/images.js';
+import { IMAGE_HEADER_BYTES, readHeader, type ImageHeader } from '../media/image-header.js';
+import { isRenderable, type RenderSourceImage } from '../renders/render-plan.js';
 import { receiveUpload } from '../media/receive-upload.js';
 import { discardUpload } from '../media/upload.service.js';
 import { sanitiseFileName } from '../media/file-name.js';
@@ -72,6 +74,9 @@ interface StoredBlob {
   bytes: number;
   checksum: string;
   variants: AssetVariantRecord[];
+  /** Displayed size of an image. */
+  width?: number | undefined;
+  height?: number | undefined;
   /** Keys to delete if the row is not written. */
   cleanup: () => Promise<void>;
 }
@@ -196,7 +201,7 @@ export class AssetService {
       // A direct upload: its verified bytes are copied into the new asset's first revision folder.
       const folder = assetKeys.revision(tenant, id, revision(1));
       return this.deps.directUploads.claimForAsset(tenant, subject, input.signedId!, { limit: ASSET_MAX_BYTES, destination: `${folder}original` }, async (upload, finish) => {
-        const blob = await this.withVariants(folder, {
+        const blob = await this.withVariants(upload.image, {
           storageKey: upload.storageKey,
           fileName: sanitiseFileName(fields.filename ?? upload.fileName, upload.mime),
           mimeType: upload.mime,
@@ -236,11 +241,12 @@ export class AssetService {
     const name = fields.name ?? fields.filename ?? blob?.fileName ?? fields.url ?? key;
     const statement = (db: Prisma.TransactionClient | PrismaClient) => db.$queryRaw<AssetRow[]>`
         INSERT INTO asset (tenant_id, id, type, access, name, key, ref_ids, priority, active, link_url,
-                           storage_key, file_name, mime_type, bytes, checksum, variants)
+                           storage_key, file_name, mime_type, bytes, checksum, variants, width, height)
         VALUES (${tenant}, ${id}::uuid, ${input.type}::"AssetType", ${input.access}::"AssetAccess", ${name.slice(0, 255)}, ${key},
                 ${JSON.stringify(fields.refIds ?? [])}::jsonb, ${fields.priority ?? 0}::int, true, ${fields.url},
                 ${blob?.storageKey ?? null}, ${blob?.fileName ?? fields.filename ?? null}, ${blob?.mimeType ?? null},
-                ${blob?.bytes ?? null}::bigint, ${blob?.checksum ?? null}, ${JSON.stringify(blob?.variants ?? [])}::jsonb)
+                ${blob?.bytes ?? null}::bigint, ${blob?.checksum ?? null}, ${JSON.stringify(blob?.variants ?? [])}::jsonb,
+                ${blob?.width ?? null}::int, ${blob?.height ?? null}::int)
         RETURNING *`;
     let rows: AssetRow[];
     try {
@@ -313,7 +319,7 @@ export class AssetService {
     if (blob) {
       set.push(
         Prisma.sql`storage_key = ${blob.storageKey}, file_name = ${blob.fileName}, mime_type = ${blob.mimeType}, bytes = ${blob.bytes}::bigint,
-                   checksum = ${blob.checksum}, variants = ${JSON.stringify(blob.variants)}::jsonb`,
+                   checksum = ${blob.checksum}, variants = ${JSON.stringify(blob.variants)}::jsonb, width = ${blob.width ?? null}::int, height = ${blob.height ?? null}::int`,
       );
     } else if (fields.filename !== undefined) set.push(Prisma.sql`file_name = ${sanitiseFileName(fields.filename, current.mimeType)}`);
     set.push(Prisma.sql`version = version + 1, modified_at = now()`);
@@ -337,7 +343,15 @@ export class AssetService {
       throw staleVersion(id, input.version);
     }
     // The row now points at the new objects: the old ones can go.
-    if (blob) await this.deleteObjects(tenant, id, [current.storageKey, ...current.variants.map((v) => v.key)]);
+    if (blob) {
+      // The renders of the replaced original go with it (their rows first: nothing serves them afterwards).
+      const renders = await this.deps.prisma.$queryRaw<{ storage_key: string }[]>`
+        DELETE FROM image_render WHERE tenant_id = ${tenant} AND owner_id = ${id}::uuid AND source_key = ${current.storageKey} RETURNING storage_key`.catch((err: unknown) => {
+        this.deps.logger.warn({ err, assetId: id }, 'could not delete the renders of a replaced asset original; the sweep will');
+        return [];
+      });
+      await this.deleteObjects(tenant, id, [current.storageKey, ...current.variants.map((v) => v.key ?? null), ...renders.map((r) => r.storage_key)]);
+    }
     return assetFromRow(rows[0]);
   }
 
@@ -394,6 +408,33 @@ export class AssetService {
    * non-public hosts were refused (or under another setting) is never redirected to
    * from the service's origin; null then.
    */
+  /**
+   * The size and type renders of a blob asset are planned from; UNSUPPORTED_MEDIA_TYPE
+   * when it is not an image renders are made of. An image stored before sizes were
+   * recorded has its header read once (the first MiB of the original) and its row
+   * completed.
+   */
+  async imageOf(asset: AssetRecord): Promise<RenderSourceImage> {
+    if (asset.type !== 'BLOB' || !asset.storageKey || !isRenderable(asset.mimeType)) {
+      throw errors.unsupportedType(`Asset ${asset.id} is ${asset.mimeType ?? 'a link'}: renders are made of JPEG, PNG, WebP and GIF images`);
+    }
+    if (asset.width && asset.height) return { width: asset.width, height: asset.height, mediaType: asset.mimeType! };
+    const end = Math.min(asset.bytes ?? IMAGE_HEADER_BYTES, IMAGE_HEADER_BYTES) - 1;
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const body = await this.deps.storage.get(asset.storageKey, { start: 0, end: Math.max(0, end) });
+    for await (const c of body) {
+      chunks.push(c as Buffer);
+      length += (c as Buffer).length;
+      if (length > IMAGE_HEADER_BYTES) break;
+    }
+    const header = await readHeader(Buffer.concat(chunks).subarray(0, IMAGE_HEADER_BYTES));
+    if (!header) throw errors.unsupportedType(`Asset ${asset.id} could not be read as an image`);
+    await this.deps.prisma.$executeRaw`UPDATE asset SET width = ${header.displayWidth}::int, height = ${header.displayHeight}::int
+      WHERE tenant_id = ${asset.tenantId} AND id = ${asset.id}::uuid AND storage_key = ${asset.storageKey}`;
+    return { width: header.displayWidth, height: header.displayHeight, mediaType: asset.mimeType! };
+  }
+
   linkTarget(asset: AssetRecord): string | null {
     if (asset.type !== 'LINK' || !asset.linkUrl) return null;
     try {
@@ -421,7 +462,7 @@ export class AssetService {
       write: (body, contentType) => storage.put(storageKey, body, { contentType }),
       remove: () => storage.delete(storageKey),
     });
-    return this.withVariants(folder, {
+    return this.withVariants(received.image, {
       storageKey,
       fileName: sanitiseFileName(filename ?? received.fileName, received.mime),
       mimeType: received.mime,
@@ -434,21 +475,15 @@ export class AssetService {
 
   /**
    * Image blobs get the media variants (THUMB always, larger ones where the image
-   * is larger), written in the revision folder (the blob's cleanup covers it);
-   * content that does not decode is refused and everything written is deleted.
+   * is larger), each rendered on its first request into the revision folder;
+   * what is known here comes from the image's header (size, and the checks that
+   * cost nothing). An image refused by them is deleted again.
    */
-  private async withVariants(folder: string, blob: StoredBlob): Promise<StoredBlob> {
+  private async withVariants(header: ImageHeader | undefined, blob: StoredBlob): Promise<StoredBlob> {
     if (SUPPORTED_TYPES.get(blob.mimeType)?.kind !== 'IMAGE') return blob;
     try {
-      const facts = await processImageWith(
-        {
-          readOriginal: () => this.deps.storage.get(blob.storageKey),
-          writeVariant: (name, body, contentType) => this.deps.storage.put(`${folder}${name}`, body, { contentType }),
-        },
-        blob.mimeType,
-        this.deps.images,
-      );
-      return { ...blob, variants: facts.variants.map((v) => ({ ...v, key: `${folder}${v.name}` })) };
+      const facts = imageFacts(header, blob.mimeType, this.deps.images.memoryBytes);
+      return { ...blob, width: facts.width, height: facts.height, variants: facts.variants };
     } catch (e) {
       await blob.cleanup().catch(() => undefined);
       throw e instanceof AppError ? e : errors.storageUnavailable(e);
@@ -472,6 +507,7 @@ export class AssetService {
 export async function purgeAsset(deps: { prisma: PrismaClient; storage: Storage; logger: Logger }, tenant: string, id: string): Promise<boolean> {
   try {
     await deps.storage.deletePrefix(assetKeys.prefix(tenant, id));
+    await deps.prisma.$executeRaw`DELETE FROM image_render WHERE tenant_id = ${tenant} AND owner_id = ${id}::uuid`;
     await deps.prisma.$executeRaw`UPDATE asset SET storage_key = NULL, variants = '[]'::jsonb
       WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NOT NULL`;
     return true;

@@ -10,7 +10,7 @@ import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
 import type { ImageQueue } from '../media/image-queue.js';
-import { processImage } from '../media/images.js';
+import { imageFacts } from '../media/images.js';
 import { InspectStream, type InspectResult } from '../media/inspect-stream.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
 import type { Plan, UploadService } from '../media/upload.service.js';
@@ -278,6 +278,7 @@ export class DirectUploadService {
       await pending.close();
       // The bytes arrived earlier (a PUT); what is timed is the completion: verifying, copying, variants, commit.
       this.deps.uploads.recordStored('direct', media.mediaType, media.fileSize, startedAt);
+      this.deps.uploads.warmThumb(media, media.checksum);
       return media;
     } catch (e) {
       await pending.close(e);
@@ -289,7 +290,7 @@ export class DirectUploadService {
     return this.withClaim(tenant, createdBy, signedId, options, async (upload, finish) => {
       try {
         const kind = SUPPORTED_TYPES.get(upload.mime)!.kind;
-        const image = kind === 'IMAGE' ? await processImage(this.deps.storage, tenant, mediaId, upload.mime, this.deps.images) : undefined;
+        const image = kind === 'IMAGE' ? imageFacts(upload.image, upload.mime, this.deps.images.memoryBytes) : undefined;
         const [media] = await this.deps.uploads.commit(
           tenant,
           createdBy,

@@ -4,6 +4,8 @@ import { fileTypeFromBuffer } from 'file-type';
 import { errors } from '../../errors/index.js';
 import { normaliseMime } from '../policy/media-types.js';
 import { durationProbeFor, type DurationProbe } from './duration.js';
+import { ImageHeaderProbe, type ImageHeader } from './image-header.js';
+import { SUPPORTED_TYPES } from '../policy/media-types.js';
 
 /** Bytes gathered before sniffing: enough for file-type to look inside ZIP containers (DOCX/XLSX). */
 export const SNIFF_BYTES = 64 * 1024;
@@ -21,6 +23,8 @@ export interface InspectResult {
   pageCount: number | undefined;
   /** Seconds, for audio and video whose headers say (MP4, MP3). */
   durationSeconds: number | undefined;
+  /** For images: what the header says (size, orientation, bands); undefined when none was found. */
+  image: ImageHeader | undefined;
 }
 
 export interface InspectOptions {
@@ -59,6 +63,8 @@ export class InspectStream extends Transform {
   private pdfTail = '';
   private duration: DurationProbe | undefined;
   private durationSeconds: number | undefined;
+  private imageProbe: ImageHeaderProbe | undefined;
+  private image: ImageHeader | undefined;
 
   constructor(private readonly options: InspectOptions) {
     super();
@@ -72,6 +78,7 @@ export class InspectStream extends Transform {
       checksum: this.checksum!,
       pageCount: this.mime === 'application/pdf' ? this.pages || undefined : undefined,
       durationSeconds: this.durationSeconds,
+      image: this.image,
     };
   }
 
@@ -96,6 +103,7 @@ export class InspectStream extends Transform {
       .then(async () => {
         this.countLastPage();
         this.durationSeconds = this.duration?.finish(this.size);
+        this.image = await this.imageProbe?.finish();
         this.checksum = await this.hash.digest();
       })
       .then(() => done(), done);
@@ -121,6 +129,7 @@ export class InspectStream extends Transform {
     this.limit = this.options.accept(mime);
     this.mime = mime;
     this.duration = durationProbeFor(mime);
+    if (SUPPORTED_TYPES.get(mime)?.kind === 'IMAGE') this.imageProbe = new ImageHeaderProbe();
     const err = this.forward(head);
     if (err) throw err;
     await this.hash.update(head);
@@ -132,6 +141,7 @@ export class InspectStream extends Transform {
     if (this.size > this.limit) return errors.tooLarge(this.limit);
     if (this.mime === 'application/pdf') this.countPages(chunk);
     this.duration?.feed(chunk);
+    this.imageProbe?.feed(chunk);
     this.push(chunk);
     return null;
   }

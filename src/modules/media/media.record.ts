@@ -5,7 +5,12 @@ export interface VariantRecord {
   name: 'THUMB' | 'MEDIUM' | 'LARGE' | 'LARGE_2X';
   width: number;
   height: number;
-  size: number;
+  /**
+   * Bytes of the stored variant: only on variants written with the upload (before
+   * variants rendered on demand, issue 14); absent, the variant is a render made
+   * on its first request (image_render).
+   */
+  size?: number;
   mediaType: string;
   /**
    * Storage key of the variant's object, recorded once key rotation moved it

@@ -5,7 +5,9 @@ import { MediaKind } from '../../graphql/enums.js';
 import { Entity, EntityInput } from '../entities/entity.type.js';
 import { Role } from '../roles/role.type.js';
 import type { EntityRef, MediaRecord, RoleRecord } from './media.record.js';
-import { contentPath, signedUrl, variantUrl } from './media.links.js';
+import { contentPath, renderUrl, signedUrl, variantUrl } from './media.links.js';
+import { ImageFit, ImageFormat } from '../../graphql/enums.js';
+import { renderRequestOf } from '../renders/render-plan.js';
 import { keyOrIntegrityError, openChecksum } from '../../crypto/sealed-checksum.js';
 import { ImageVariant, Media, MediaConnection, MediaPage } from './media.type.js';
 import { UploadInput } from './media.input.js';
@@ -116,6 +118,25 @@ export class MediaResolver {
   @FieldResolver(() => [ImageVariant], { description: 'Resized copies of an image.' })
   variants(@Root() m: MediaRecord, @Ctx() ctx: Context): Promise<ImageVariant[]> {
     return Promise.all(m.variants.map(async (v) => ({ name: v.name, width: v.width, height: v.height, url: await variantUrl(ctx.services, m, v) })));
+  }
+
+  @FieldResolver(() => String, {
+    nullable: true,
+    description:
+      'A signed, time-limited URL of a render of this image (GET /media/{id}/render): at most 4096 px a side, never upscaled. ' +
+      'Null for encrypted media (fetch their renders with a token) and for media that are not JPEG, PNG, WebP or GIF images.',
+  })
+  renderUrl(
+    @Root() m: MediaRecord,
+    @Ctx() ctx: Context,
+    @Arg('width', () => Int, { nullable: true }) width: number | null,
+    @Arg('height', () => Int, { nullable: true }) height: number | null,
+    @Arg('fit', () => ImageFit, { nullable: true }) fit: ImageFit | null,
+    @Arg('format', () => ImageFormat, { nullable: true }) format: ImageFormat | null,
+    @Arg('quality', () => Int, { nullable: true, description: '1-100; the format\'s default when omitted.' }) quality: number | null,
+  ): string | null {
+    const request = renderRequestOf({ width, height, fit, format, quality }, ctx.services.config.renderSizes);
+    return renderUrl(ctx.services, m, request);
   }
 
   @FieldResolver(() => [Entity], { description: 'Entities the media is attached to.' })

@@ -182,6 +182,7 @@ export class MediaService {
   async purge(tenant: string, id: string): Promise<boolean> {
     try {
       await this.deps.storage.deletePrefix(objectKeys.prefix(tenant, id));
+      await this.deps.prisma.$executeRaw`DELETE FROM image_render WHERE tenant_id = ${tenant} AND owner_id = ${id}::uuid`;
       await this.deps.prisma.$executeRaw`DELETE FROM media WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND deleted_at IS NOT NULL`;
       return true;
     } catch (e) {

@@ -10,7 +10,9 @@ import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
 import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
 import type { ImageQueue } from './image-queue.js';
-import { processImage, processImageWith } from './images.js';
+import { imageFacts } from './images.js';
+import { mediaRenderSource, type RenderService } from '../renders/render.service.js';
+import { isRenderable, planPreset } from '../renders/render-plan.js';
 import { receiveUpload } from './receive-upload.js';
 import type { ContentCrypto, EncryptionMode } from '../../crypto/content-crypto.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
@@ -91,8 +93,17 @@ export class UploadService {
       images: ImageQueue;
       pending: PendingWrites;
       metrics?: Metrics;
+      /** RENDER_WARM_THUMBS: each new image's THUMB is rendered in the background after its commit, when the image queue is idle. */
+      warmThumbs?: { renders: RenderService } | undefined;
     },
   ) {}
+
+  /** After the commit of `media` (plaintext checksum `checksum`): warms its THUMB when set up to (never delays the caller). */
+  warmThumb(media: MediaRecord, checksum: string): void {
+    const warm = this.deps.warmThumbs;
+    if (!warm || media.kind !== 'IMAGE' || !media.width || !media.height || !isRenderable(media.mediaType)) return;
+    warm.renders.warm(mediaRenderSource(media, checksum), planPreset('THUMB', { width: media.width, height: media.height, mediaType: media.mediaType }));
+  }
 
   plan(req: UploadRequest, field = 'input'): Plan {
     const entity = this.deps.media.entity(req.entity, `${field}.entity`);
@@ -172,6 +183,7 @@ export class UploadService {
     }
     await closePending(stored);
     for (const s of stored) this.recordStored(source, s.mime, s.size, s.startedAt);
+    for (const [i, m] of media.entries()) this.warmThumb(m, stored[i]!.checksum);
     return media;
   }
 
@@ -188,8 +200,8 @@ export class UploadService {
   }
 
   /**
-   * Streams one file into storage: sniff, limit, hash, and (SENSITIVE, CRITICAL)
-   * encrypt while writing; then image facts and variants (encrypted alike). A
+   * Streams one file into storage: sniff, limit, hash, read an image's header,
+   * and (SENSITIVE, CRITICAL) encrypt while writing. A
    * pending-write record is written first: the sweep leaves the objects alone
    * until commit() settles it, and the caller closes it (closePending).
    */
@@ -226,19 +238,8 @@ export class UploadService {
     const mode = received.written?.mode ?? null;
     try {
       const kind = SUPPORTED_TYPES.get(received.mime)!.kind;
-      const image =
-        kind !== 'IMAGE'
-          ? undefined
-          : kid
-            ? await processImageWith(
-                {
-                  readOriginal: () => crypto.open(storage, { key, kid, mode, plainSize: received.size }),
-                  writeVariant: async (name, body) => ({ size: (await crypto.seal(storage, objectKeys.variant(tenant, id, name), body)).plainSize }),
-                },
-                received.mime,
-                this.deps.images,
-              )
-            : await processImage(storage, tenant, id, received.mime, this.deps.images);
+      // From the header only: nothing decodes pixels in the upload path (variants render on first request).
+      const image = kind === 'IMAGE' ? imageFacts(received.image, received.mime, this.deps.images.memoryBytes) : undefined;
       return {
         encryptionKeyId: kid,
         encryptionMode: mode,

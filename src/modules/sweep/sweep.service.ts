@@ -29,6 +29,8 @@ export interface SweepReport {
   multipartUploadsAborted: number;
   /** Pending-write records of writers that stopped refreshing them (crashed), removed. */
   stalePendingWritesRemoved: number;
+  /** Rows of renders whose original is gone, replaced or re-keyed (their objects go with the stored-objects step). */
+  staleRendersRemoved: number;
 }
 
 /** The least grace period the service and the sweep command accept (SWEEP_GRACE_SECONDS, --grace-seconds). */
@@ -170,6 +172,7 @@ export class SweepService {
       temporaryRemoved: 0,
       multipartUploadsAborted: 0,
       stalePendingWritesRemoved: 0,
+      staleRendersRemoved: 0,
     };
     const tenant = options.tenant ?? null;
     const graceMs = options.graceSeconds * 1000;
@@ -186,6 +189,13 @@ export class SweepService {
       RETURNING tenant_id, group_id::text AS group_id`;
     report.stalePendingWritesRemoved = stale.length;
     if (stale.length > 0) this.deps.logger.warn({ count: stale.length, groups: stale.slice(0, 20).map((p) => `${p.tenant_id}/${p.group_id}`) }, 'sweep: removed the pending-write records of writers that stopped (crashed); their objects are judged by their rows now');
+
+    // A render is served only while its original is current; rows of earlier originals are removed here,
+    // and their objects (no longer claimed) by the stored-objects step below.
+    report.staleRendersRemoved = await prisma.$executeRaw`
+      DELETE FROM image_render r WHERE r.created_at < ${cutoff} AND (${tenant}::text IS NULL OR r.tenant_id = ${tenant})
+        AND NOT EXISTS (SELECT 1 FROM media m WHERE r.owner_kind = 'media' AND m.tenant_id = r.tenant_id AND m.id = r.owner_id AND m.deleted_at IS NULL AND m.storage_key = r.source_key)
+        AND NOT EXISTS (SELECT 1 FROM asset a WHERE r.owner_kind = 'asset' AND a.tenant_id = r.tenant_id AND a.id = r.owner_id AND a.deleted_at IS NULL AND a.storage_key = r.source_key)`;
 
     const deleted = await prisma.$queryRaw<{ tenant_id: string; id: string }[]>`
       SELECT tenant_id, id FROM media WHERE deleted_at IS NOT NULL AND deleted_at < ${cutoff}
@@ -329,9 +339,10 @@ export class SweepService {
     totals: { orphanGroupsDeleted: number; staleAssetObjectsDeleted: number; staleMediaObjectsDeleted: number },
   ): Promise<void> {
     const claimed = await this.deps.prisma.$queryRaw<
-      { tenant_id: string; id: string; pending: boolean; asset_keys: string[] | null; media_key: string | null; media_variants: VariantRecord[] | string | null }[]
+      { tenant_id: string; id: string; pending: boolean; asset_keys: string[] | null; media_key: string | null; media_variants: VariantRecord[] | string | null; render_keys: string[] }[]
     >`
       SELECT k.tenant_id, k.id::text AS id,
+             ARRAY(SELECT r.storage_key FROM image_render r WHERE r.tenant_id = k.tenant_id AND r.owner_id = k.id) AS render_keys,
              EXISTS (SELECT 1 FROM pending_write p WHERE p.tenant_id = k.tenant_id AND p.group_id = k.id) AS pending,
              (SELECT array_append(ARRAY(SELECT v->>'key' FROM jsonb_array_elements(a.variants) v), a.storage_key)
                 FROM asset a WHERE a.tenant_id = k.tenant_id AND a.id = k.id AND a.deleted_at IS NULL) AS asset_keys,
@@ -365,7 +376,7 @@ export class SweepService {
         continue;
       }
       if (row.asset_keys) {
-        const live = new Set(row.asset_keys);
+        const live = new Set([...row.asset_keys, ...row.render_keys]);
         for (const o of g.objects) {
           if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
           lock.check();
@@ -376,7 +387,7 @@ export class SweepService {
       } else if (row.media_key) {
         const variants: VariantRecord[] = typeof row.media_variants === 'string' ? (JSON.parse(row.media_variants) as VariantRecord[]) : (row.media_variants ?? []);
         const media = { tenantId: g.tenant, id: g.id };
-        const live = new Set([row.media_key, ...variants.map((v) => variantKey(media, v))]);
+        const live = new Set([row.media_key, ...variants.map((v) => variantKey(media, v)), ...row.render_keys]);
         for (const o of g.objects) {
           if (live.has(o.key) || o.time >= cutoff.getTime()) continue;
           lock.check();

@@ -1,10 +1,12 @@
-// Image upload benchmark (issue 10): uploads of a large-but-small PNG (a solid
+// Image bomb benchmark (issue 10): uploads of a large-but-small PNG (a solid
 // colour of 8900 x 8900 pixels, a few hundred KB on the wire, 79 megapixels to
-// decode), 1, 4 and 8 at once, each level on a fresh service. Prints the time
-// until every upload answered, the service's peak RSS growth, how the answers
-// went (ok or a code), and the slowest /healthz seen meanwhile.
+// decode), 1, 4 and 8 at once, each level on a fresh service, each followed by
+// the first request of its THUMB (since issue 14 uploads decode nothing: the
+// decode happens in that render). Prints the time until every render answered,
+// the service's peak RSS growth, how the answers went (ok or a code or status),
+// and the slowest /healthz seen meanwhile.
 //
-//   npm run bench:images [-- --levels 1,4,8 --side 8900 --env IMAGE_CONCURRENCY=1]
+//   npm run bench:image-bombs [-- --levels 1,4,8 --side 8900 --env IMAGE_CONCURRENCY=1]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -23,7 +25,7 @@ const values = benchArgs(
     env: { type: 'string', multiple: true, default: [] },
   },
   {
-    usage: 'npm run bench:images [-- --levels 1,4,8 --side 8900 --env KEY=VALUE …]',
+    usage: 'npm run bench:image-bombs [-- --levels 1,4,8 --side 8900 --env KEY=VALUE …]',
     summary:
       'Uploads of a solid-colour PNG of --side x --side pixels, 1, 4 and 8 at once, each level on a fresh service: time, peak RSS growth, answers, slowest /healthz. ' +
       'Starts its own embedded PostgreSQL and services; one line per level.',
@@ -62,9 +64,14 @@ function upload(url: string, token: string, png: Buffer, i: number): Promise<str
       res.setEncoding('utf8');
       res.on('data', (c: string) => (text += c));
       res.on('end', () => {
-        const json = JSON.parse(text) as { data?: { upload?: { width: number } }; errors?: { extensions?: { code?: string } }[] };
-        if (json.data?.upload?.width === SIDE) resolve('ok');
-        else resolve(String(json.errors?.[0]?.extensions?.code ?? `status ${res.statusCode}`));
+        const json = JSON.parse(text) as { data?: { upload?: { id: string; width: number } }; errors?: { extensions?: { code?: string } }[] };
+        if (json.data?.upload?.width !== SIDE) return resolve(String(json.errors?.[0]?.extensions?.code ?? `status ${res.statusCode}`));
+        // The decode: the THUMB's first request renders it.
+        fetch(`${url.replace(/\/graphql$/, '')}/media/${json.data.upload.id}/variants/THUMB`, { headers: { authorization: `Bearer ${token}` } })
+          .then(async (r) => {
+            await r.arrayBuffer();
+            resolve(r.status === 200 ? 'ok' : `render ${r.status}`);
+          }, reject);
       });
     });
     req.end(body);
