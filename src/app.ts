@@ -30,7 +30,7 @@ import { SweepService } from './modules/sweep/sweep.service.js';
 import { KeyRing } from './crypto/key-ring.js';
 import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js';
 import { ExpensiveQueries } from './db/expensive-queries.js';
-import { ImageQueue } from './modules/media/image-queue.js';
+import { ImageQueue } from './modules/renders/image-queue.js';
 import { RenderService } from './modules/renders/render.service.js';
 import { KeyRotation, removeStaleRotationSpools } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';

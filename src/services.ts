@@ -15,7 +15,7 @@ import type { KeyRotation } from './crypto/rotation.js';
 import type { WorkerService } from './modules/workers/worker.service.js';
 import type { DirectUploadService } from './modules/direct-uploads/direct-upload.service.js';
 import type { AssetService } from './modules/assets/asset.service.js';
-import type { ImageQueue } from './modules/media/image-queue.js';
+import type { ImageQueue } from './modules/renders/image-queue.js';
 import type { RenderService } from './modules/renders/render.service.js';
 import type { ExpensiveQueries } from './db/expensive-queries.js';
 

@@ -11,7 +11,7 @@ import type { RenderSource } from '../modules/renders/render.service.js';
 import { route } from './respond.js';
 import { factsOf } from './request-facts.js';
 import { allowAnyOrigin } from './cors.js';
-import { sanitiseFileName } from '../modules/media/file-name.js';
+import { sanitiseFileName } from '../ingest/file-name.js';
 
 const TENANT_RE = /^[a-z][a-z0-9]{2,15}$/;
 /** PUBLIC blobs: 30 days (SPEC 11); a replaced file gets a new URL (?v={version}). */

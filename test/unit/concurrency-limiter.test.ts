@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { ExpensiveQueries, WAITING_PER_TENANT } from '../../src/db/expensive-queries.js';
 import { AppError } from '../../src/errors/index.js';
-import { ImageQueue } from '../../src/modules/media/image-queue.js';
+import { ImageQueue } from '../../src/modules/renders/image-queue.js';
 import { ConcurrencyLimiter, LimitReached } from '../../src/util/concurrency-limiter.js';
 
 /** A job that runs until `finish()` is called, and records that it started. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { durationProbeFor } from '../../src/modules/media/duration.js';
+import { durationProbeFor } from '../../src/ingest/duration.js';
 import { mp3Bytes, mp4Box, mp4Bytes, mvhd } from '../helpers/files.js';
 
 /** Feeds `bytes` to a fresh probe in pieces of the given sizes (cycled), and finishes it. */

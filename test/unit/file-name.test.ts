@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { sanitiseFileName } from '../../src/modules/media/file-name.js';
+import { sanitiseFileName } from '../../src/ingest/file-name.js';
 
 describe('sanitiseFileName: what is shown is what the name is', () => {
   it('strips bidi controls: "invoice\\u202Egnp.exe" (shown as "invoiceexe.png") keeps its real order', () => {

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors/index.js';
-import { InspectStream, SNIFF_BYTES, type InspectResult } from '../../src/modules/media/inspect-stream.js';
+import { InspectStream, SNIFF_BYTES, type InspectResult } from '../../src/ingest/inspect-stream.js';
 import { DEFAULT_POLICY_SOURCE, PolicyRegistry } from '../../src/modules/policy/policy.js';
 import { jpeg, mp4, pdfBytes, png } from '../helpers/files.js';
 

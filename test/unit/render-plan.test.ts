@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import sharp from 'sharp';
 import { isAppError } from '../../src/errors/index.js';
 import { canonicalQuery, formatFor, parseRenderQuery, planPreset, planRender, presetVariants, MAX_RENDER_SIDE } from '../../src/modules/renders/render-plan.js';
-import { ImageHeaderProbe, readHeader } from '../../src/modules/media/image-header.js';
+import { ImageHeaderProbe, readHeader } from '../../src/ingest/image-header.js';
 import { fuzzParameters } from '../helpers/fuzz.js';
 
 const photo = { width: 4000, height: 3000, mediaType: 'image/jpeg' };

@@ -1,6 +1,6 @@
 import type { AssetAccess, AssetType } from '../../generated/prisma/enums.js';
 import type { VariantRecord } from '../media/media.record.js';
-import { sanitiseFileName } from '../media/file-name.js';
+import { sanitiseFileName } from '../../ingest/file-name.js';
 
 /** The size limit of a blob asset (SPEC 11: 50 MB, binary megabytes as every limit here). */
 export const ASSET_MAX_BYTES = 50 * 1024 * 1024;

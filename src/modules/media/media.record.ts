@@ -1,5 +1,5 @@
 import type { MediaKind, SecurityLevel, MediaRole } from '../../generated/prisma/enums.js';
-import { sanitiseFileName } from './file-name.js';
+import { sanitiseFileName } from '../../ingest/file-name.js';
 
 export interface VariantRecord {
   name: 'THUMB' | 'MEDIUM' | 'LARGE' | 'LARGE_2X';

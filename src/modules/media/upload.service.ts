@@ -9,11 +9,11 @@ import { objectKeys } from '../../storage/index.js';
 import { SUPPORTED_TYPES } from '../policy/media-types.js';
 import { CRITICAL_ROLES, levelAtLeast, maxLevel, type EntityPolicy, type PolicyRegistry } from '../policy/policy.js';
 import { checkRoleLevel, upsertRole } from '../roles/roles.service.js';
-import type { ImageQueue } from './image-queue.js';
-import { imageFacts } from './images.js';
+import type { ImageQueue } from '../renders/image-queue.js';
+import { imageFacts } from '../../ingest/image-facts.js';
 import { mediaRenderSource, type RenderService } from '../renders/render.service.js';
 import { isRenderable, planPreset } from '../renders/render-plan.js';
-import { receiveUpload } from './receive-upload.js';
+import { receiveUpload } from '../../ingest/receive-upload.js';
 import type { ContentCrypto, EncryptionMode } from '../../crypto/content-crypto.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
@@ -328,4 +328,4 @@ export class UploadService {
 }
 
 // The naming rules moved to their own file; kept here for the modules that import them from this one.
-export { sanitiseFileName } from './file-name.js';
+export { sanitiseFileName } from '../../ingest/file-name.js';

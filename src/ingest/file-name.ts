@@ -1,4 +1,4 @@
-import { SUPPORTED_TYPES } from '../policy/media-types.js';
+import { SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 
 // The one place that decides the name a file is stored and served under. Every
 // door that names a file calls it: multipart upload and uploadMany and the

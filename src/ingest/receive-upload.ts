@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import type { IncomingFile } from '../../graphql/multipart.js';
-import { AppError, errors, isAppError } from '../../errors/index.js';
-import { normaliseMime } from '../policy/media-types.js';
+import type { IncomingFile } from '../graphql/multipart.js';
+import { AppError, errors, isAppError } from '../errors/index.js';
+import { normaliseMime } from '../modules/policy/media-types.js';
 import { InspectStream, type InspectResult } from './inspect-stream.js';
 import { sanitiseFileName } from './file-name.js';
 

@@ -1,11 +1,11 @@
-import { OffThreadSha256 } from '../../crypto/off-thread-hash.js';
+import { OffThreadSha256 } from '../crypto/off-thread-hash.js';
 import { Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
-import { errors } from '../../errors/index.js';
-import { normaliseMime } from '../policy/media-types.js';
+import { errors } from '../errors/index.js';
+import { normaliseMime } from '../modules/policy/media-types.js';
 import { durationProbeFor, type DurationProbe } from './duration.js';
 import { ImageHeaderProbe, type ImageHeader } from './image-header.js';
-import { SUPPORTED_TYPES } from '../policy/media-types.js';
+import { SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 
 /** Bytes gathered before sniffing: enough for file-type to look inside ZIP containers (DOCX/XLSX). */
 export const SNIFF_BYTES = 64 * 1024;
