@@ -2,6 +2,7 @@ import { z } from 'zod';
 import os from 'node:os';
 import path from 'node:path';
 import { TENANT_RE } from './auth/principal.js';
+import { parseClamdUrl, type ClamdAddress } from './scan/clamd.js';
 
 // Configuration is read from the environment exactly once (loadConfig) and passed
 // down as a frozen object; nothing else in the service reads process.env.
@@ -144,6 +145,16 @@ function jwksUrlProblem(raw: string): string | undefined {
   return 'JWT_JWKS_URL: must be an https: URL (http: only for a loopback host)';
 }
 
+const clamdUrl = optionalString.transform((raw, ctx) => {
+  if (raw === undefined) return undefined;
+  try {
+    return { url: raw, address: parseClamdUrl(raw) };
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
 const EnvSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   HOST: optionalString,
@@ -224,6 +235,16 @@ const EnvSchema = z.object({
   }),
   // Node's own variable (the libuv thread pool, 4 by default); read here only to size the image queue.
   UV_THREADPOOL_SIZE: z.coerce.number().int().min(1).max(1024).default(4),
+  CLAMD_URL: clamdUrl,
+  CLAMD_TIMEOUT_MS: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\d+$/, 'must be a whole number of milliseconds')
+      .transform(Number)
+      .pipe(z.number().min(100, 'must be at least 100 (milliseconds)').max(600_000, 'must be at most 600000 (10 minutes)'))
+      .optional(),
+  ),
+  CLAMD_FAIL_OPEN: optionalString.pipe(z.enum(['true', 'false', '1', '0'], { message: 'must be true or false (or 1 or 0)' }).transform((v) => v === 'true' || v === '1').optional()),
 });
 
 export interface Config {
@@ -324,6 +345,19 @@ export interface Config {
   readonly renderWarmThumbs: boolean;
   /** RENDER_SIZES: when set, the only widths and heights a render may ask for. */
   readonly renderSizes: readonly number[] | undefined;
+  /**
+   * Malware scanning of uploads by clamd (CLAMD_URL; undefined: no scanning):
+   * where clamd listens, how long it may take to read and to answer, and
+   * whether a file it cannot scan is accepted (fail open) or refused (the default).
+   */
+  readonly clamd:
+    | {
+        readonly url: string;
+        readonly address: ClamdAddress;
+        readonly timeoutMs: number;
+        readonly failOpen: boolean;
+      }
+    | undefined;
   /** Image decoding and resizing: jobs at once, jobs waiting, how long one waits, and the memory the running ones may need. */
   readonly images: {
     readonly concurrency: number;
@@ -383,6 +417,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
     throw new ConfigError('invalid configuration:\n  METRICS_PORT: must differ from PORT (the metrics server is a second server; use METRICS_TOKEN to serve /metrics on the public port)');
+  }
+  if ((e.CLAMD_TIMEOUT_MS !== undefined || e.CLAMD_FAIL_OPEN !== undefined) && !e.CLAMD_URL) {
+    throw new ConfigError('invalid configuration:\n  CLAMD_URL: required when CLAMD_TIMEOUT_MS or CLAMD_FAIL_OPEN is set (without it nothing is scanned)');
   }
   if ((e.S3_ENDPOINT || e.S3_REGION || e.S3_FORCE_PATH_STYLE !== undefined) && !e.S3_BUCKET) {
     throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when S3_ENDPOINT, S3_REGION or S3_FORCE_PATH_STYLE is set');
@@ -455,6 +492,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     expensiveQueries: Object.freeze({ perTenant, total, waitMs: e.EXPENSIVE_QUERY_WAIT_MS, timeoutMs: e.EXPENSIVE_QUERY_TIMEOUT_MS }),
     renderSizes: e.RENDER_SIZES ? Object.freeze(e.RENDER_SIZES) : undefined,
     renderWarmThumbs: e.RENDER_WARM_THUMBS ?? false,
+    clamd: e.CLAMD_URL
+      ? Object.freeze({ url: e.CLAMD_URL.url, address: Object.freeze(e.CLAMD_URL.address), timeoutMs: e.CLAMD_TIMEOUT_MS ?? 30_000, failOpen: e.CLAMD_FAIL_OPEN ?? false })
+      : undefined,
     images: Object.freeze({
       concurrency: imageConcurrency,
       // A waiting render holds nothing but its request (the original is read in its turn).

@@ -9,6 +9,10 @@ export const ErrorCode = {
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   INTEGRITY_ERROR: 'INTEGRITY_ERROR',
   STORAGE_UNAVAILABLE: 'STORAGE_UNAVAILABLE',
+  /** The malware scanner recognised the file (extensions.signature names what it found); nothing is kept. */
+  MALWARE_DETECTED: 'MALWARE_DETECTED',
+  /** The file could not be scanned for malware (scanner down, too slow, or the file beyond its limits; extensions.reason). */
+  SCANNER_UNAVAILABLE: 'SCANNER_UNAVAILABLE',
   /** The caller's tenant is at one of its own limits (expensive queries at once): retry later, or send fewer at a time. */
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   /** A capacity shared by every tenant is full (image processing): retry later. */
@@ -28,6 +32,8 @@ export const httpStatusOf: Record<ErrorCode, number> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   INTEGRITY_ERROR: 502,
   STORAGE_UNAVAILABLE: 503,
+  MALWARE_DETECTED: 422,
+  SCANNER_UNAVAILABLE: 503,
   TOO_MANY_REQUESTS: 429,
   SERVICE_BUSY: 503,
   INTERNAL_SERVER_ERROR: 500,

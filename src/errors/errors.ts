@@ -24,6 +24,22 @@ export const errors = {
   integrity: (message: string) => new AppError(ErrorCode.INTEGRITY_ERROR, message),
   storageUnavailable: (cause: unknown) =>
     new AppError(ErrorCode.STORAGE_UNAVAILABLE, 'Storage is unavailable, try again later', { cause }),
+  /** The malware scanner recognised the file; `signature` is sanitised (see src/scan/clamd.ts). */
+  malwareDetected: (signature: string) =>
+    new AppError(ErrorCode.MALWARE_DETECTED, `The file was refused: the malware scanner recognised it (${signature})`, { field: 'file', extensions: { signature } }),
+  /**
+   * The file could not be scanned for malware. `reason` is a ScannerUnavailable
+   * reason (src/scan/clamd.ts); the scanner's own message (its address) goes to
+   * the log through `cause`, never to clients.
+   */
+  scannerUnavailable: (reason: string, cause?: unknown) =>
+    new AppError(
+      ErrorCode.SCANNER_UNAVAILABLE,
+      reason === 'too-large' || reason === 'limit-exceeded'
+        ? 'The file could not be scanned for malware: it is beyond the size the scanner accepts'
+        : 'The malware scanner is unavailable, try again later',
+      { extensions: { reason }, cause: cause ?? new Error(`malware scanner unavailable: ${reason}`) },
+    ),
   /** The tenant is at one of its own limits; `retryAfterSeconds` says when to try again. */
   tooManyRequests: (message: string, extensions: { reason: string; limit: number; retryAfterSeconds: number }) =>
     new AppError(ErrorCode.TOO_MANY_REQUESTS, message, { extensions }),
