@@ -32,6 +32,8 @@ import { ContentCrypto, reconcileStoredModes } from './crypto/content-crypto.js'
 import { ExpensiveQueries } from './db/expensive-queries.js';
 import { ImageQueue } from './modules/renders/image-queue.js';
 import { RenderService } from './modules/renders/render.service.js';
+import { Ingest } from './ingest/ingest.js';
+import { ClamdScanner } from './scan/clamd.js';
 import { KeyRotation, removeStaleRotationSpools } from './crypto/rotation.js';
 import { WorkerService } from './modules/workers/worker.service.js';
 import { graphiqlRoutes } from './http/graphiql.js';
@@ -118,6 +120,12 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   await sealLegacyChecksums(db.prisma, ring, logger);
   const crypto = new ContentCrypto(ring, decision);
   const pending = new PendingWrites({ prisma: db.prisma, logger });
+  // The ingest pipeline (src/ingest): with CLAMD_URL every file is scanned on its way in.
+  const ingest = new Ingest({
+    scanning: config.clamd ? { scanner: new ClamdScanner({ url: config.clamd.address, timeoutMs: config.clamd.timeoutMs }), failOpen: config.clamd.failOpen } : undefined,
+    logger,
+    metrics,
+  });
   const renders = new RenderService({ prisma: db.prisma, pool: db.pool, storage, crypto, images, pending, logger, metrics });
   const uploads = new UploadService({
     prisma: db.prisma,
@@ -129,6 +137,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     images,
     pending,
     metrics,
+    ingest,
     warmThumbs: config.renderWarmThumbs ? { renders } : undefined,
   });
   const directUploads = new DirectUploadService({
@@ -140,6 +149,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     signedIds: new SignedIds(secrets.signedIdKey),
     logger,
     images,
+    ingest,
     ttlSeconds: config.directUploadTtlSeconds,
     maxOutstanding: config.directUploadMaxOutstanding,
     baseUrl: () => baseUrl,
@@ -158,7 +168,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
-    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images, metrics }),
+    assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images, ingest, metrics }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
     crypto,
@@ -202,6 +212,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     const checks: Record<string, string> = {};
     await db.prisma.$queryRaw`SELECT 1`.then(() => (checks['database'] = 'ok')).catch(() => (checks['database'] = 'unavailable'));
     await storage.check().then(() => (checks['storage'] = 'ok')).catch(() => (checks['storage'] = 'unavailable'));
+    if (ingest.scanning) await ingest.check().then(() => (checks['scanner'] = 'ok')).catch(() => (checks['scanner'] = 'unavailable'));
     const ok = Object.values(checks).every((v) => v === 'ok');
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'unavailable', checks });
   });

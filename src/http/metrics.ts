@@ -93,6 +93,12 @@ export class Metrics {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: this.registers,
   });
+  readonly scans = new Counter({
+    name: 'media_scans_total',
+    help: 'Malware scans of uploaded files by outcome (clean; infected: refused; unavailable: refused, the scanner failed; unscanned: accepted, CLAMD_FAIL_OPEN) and entry point',
+    labelNames: ['outcome', 'source'] as const,
+    registers: this.registers,
+  });
   private readonly operationNames = new Set<string>();
 
   constructor() {
@@ -155,6 +161,10 @@ export class Metrics {
   sweep(report: Record<string, number> | null): void {
     this.sweepRuns.inc({ outcome: report ? 'done' : 'skipped' });
     for (const [item, n] of Object.entries(report ?? {})) this.sweepItems.inc({ item }, n);
+  }
+
+  scan(outcome: 'clean' | 'infected' | 'unavailable' | 'unscanned', source: string): void {
+    this.scans.inc({ outcome, source });
   }
 
   render(source: 'media' | 'asset', outcome: 'hit' | 'rendered' | 'coalesced'): void {

@@ -5,6 +5,7 @@ import { errors } from '../errors/index.js';
 import { normaliseMime } from '../modules/policy/media-types.js';
 import { durationProbeFor, type DurationProbe } from './duration.js';
 import { ImageHeaderProbe, type ImageHeader } from './image-header.js';
+import type { ScanStep } from './scan-step.js';
 import { SUPPORTED_TYPES } from '../modules/policy/media-types.js';
 
 /** Bytes gathered before sniffing: enough for file-type to look inside ZIP containers (DOCX/XLSX). */
@@ -32,6 +33,8 @@ export interface InspectOptions {
   fileName: string;
   /** Called once with the detected MIME type; returns the size limit or throws (unsupported). */
   accept(mime: string): number;
+  /** Malware scanning (CLAMD_URL): every byte goes to clamd too, and the stream ends only on a clean verdict. */
+  scan?: ScanStep | undefined;
 }
 
 // DOC and XLS are both OLE compound files, which file-type reports as application/x-cfb.
@@ -49,7 +52,9 @@ const PDF_PAGE = /\/Type\s*\/Page(?![a-zA-Z])/g;
  * them (magic numbers, never the name or declared type), asks `accept` for the
  * size limit, then streams on while counting bytes against the limit and hashing.
  * It fails the stream with PAYLOAD_TOO_LARGE as soon as the limit is passed,
- * without reading further, and with BAD_USER_INPUT on an empty file.
+ * without reading further, and with BAD_USER_INPUT on an empty file. With a
+ * scan step every byte is scanned on the same pass, and the stream ends only
+ * once the verdict is clean (MALWARE_DETECTED, SCANNER_UNAVAILABLE otherwise).
  */
 export class InspectStream extends Transform {
   private head: Buffer[] = [];
@@ -92,8 +97,9 @@ export class InspectStream extends Transform {
     }
     const err = this.forward(chunk);
     if (err) return done(err);
-    const wait = this.hash.update(chunk);
-    if (wait) wait.then(() => done(), done);
+    const hashing = this.hash.update(chunk);
+    const scanning = this.options.scan?.write(chunk);
+    if (hashing || scanning) Promise.all([hashing, scanning]).then(() => done(), done);
     else done();
   }
 
@@ -105,12 +111,15 @@ export class InspectStream extends Transform {
         this.durationSeconds = this.duration?.finish(this.size);
         this.image = await this.imageProbe?.finish();
         this.checksum = await this.hash.digest();
+        // Last: the verdict. Until it is known the stream has not ended (a store has not completed it).
+        await this.options.scan?.finish();
       })
       .then(() => done(), done);
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
     if (this.checksum === undefined) this.hash.abort();
+    this.options.scan?.abort();
     cb(err);
   }
 
@@ -132,7 +141,7 @@ export class InspectStream extends Transform {
     if (SUPPORTED_TYPES.get(mime)?.kind === 'IMAGE') this.imageProbe = new ImageHeaderProbe();
     const err = this.forward(head);
     if (err) throw err;
-    await this.hash.update(head);
+    await Promise.all([this.hash.update(head), this.options.scan?.write(head)]);
   }
 
   /** Counts, checks, hashes and pushes one chunk; returns the error that ends the stream, if any. */

@@ -3,6 +3,7 @@ import type { IncomingFile } from '../graphql/multipart.js';
 import { AppError, errors, isAppError } from '../errors/index.js';
 import { normaliseMime } from '../modules/policy/media-types.js';
 import { InspectStream, type InspectResult } from './inspect-stream.js';
+import type { ScanStep } from './scan-step.js';
 import { sanitiseFileName } from './file-name.js';
 
 export interface ReceivedUpload<T> extends InspectResult {
@@ -21,6 +22,8 @@ export interface ReceiveOptions<T> {
   write(body: Readable, declaredType: string): Promise<T>;
   /** Removes whatever `write` may have left when the upload is refused; should not throw. */
   remove(): Promise<void>;
+  /** Malware scanning of this file (Ingest.receive sets it when CLAMD_URL is). */
+  scan?: ScanStep | undefined;
 }
 
 /**
@@ -39,6 +42,7 @@ export async function receiveUpload<T>(incoming: IncomingFile, options: ReceiveO
   const source = file.createReadStream();
   const inspector = new InspectStream({
     fileName,
+    scan: options.scan,
     accept: (mime) => {
       const limit = options.accept(mime);
       if (declared && declared !== 'application/octet-stream' && declared !== mime) {

@@ -14,7 +14,7 @@ import type { ImageQueue } from '../renders/image-queue.js';
 import { imageFacts } from '../../ingest/image-facts.js';
 import { IMAGE_HEADER_BYTES, readHeader, type ImageHeader } from '../../ingest/image-header.js';
 import { isRenderable, type RenderSourceImage } from '../renders/render-plan.js';
-import { receiveUpload } from '../../ingest/receive-upload.js';
+import type { Ingest } from '../../ingest/ingest.js';
 import { discardUpload } from '../media/upload.service.js';
 import { sanitiseFileName } from '../../ingest/file-name.js';
 import type { Metrics } from '../../http/metrics.js';
@@ -93,6 +93,7 @@ export interface AssetServiceDeps {
   /** Queries with regular expressions take a turn and a deadline here. */
   expensive: ExpensiveQueries;
   images: ImageQueue;
+  ingest: Ingest;
   metrics?: Metrics;
 }
 
@@ -453,7 +454,7 @@ export class AssetService {
     const folder = assetKeys.revision(tenant, id, revision(version));
     const storageKey = `${folder}original`;
     const { storage } = this.deps;
-    const received = await receiveUpload(file, {
+    const received = await this.deps.ingest.receive(file, {
       limit: ASSET_MAX_BYTES,
       accept: (mime) => {
         if (!SUPPORTED_TYPES.has(mime)) throw errors.unsupportedType(`Content of type ${mime} is not supported`);
@@ -461,7 +462,7 @@ export class AssetService {
       },
       write: (body, contentType) => storage.put(storageKey, body, { contentType }),
       remove: () => storage.delete(storageKey),
-    });
+    }, { tenant, source: 'asset' });
     return this.withVariants(received.image, {
       storageKey,
       fileName: sanitiseFileName(filename ?? received.fileName, received.mime),

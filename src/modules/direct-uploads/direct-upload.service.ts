@@ -11,7 +11,8 @@ import type { Storage } from '../../storage/index.js';
 import { objectKeys } from '../../storage/index.js';
 import type { ImageQueue } from '../renders/image-queue.js';
 import { imageFacts } from '../../ingest/image-facts.js';
-import { InspectStream, type InspectResult } from '../../ingest/inspect-stream.js';
+import type { InspectResult } from '../../ingest/inspect-stream.js';
+import type { Ingest } from '../../ingest/ingest.js';
 import type { EntityRef, MediaRecord } from '../media/media.record.js';
 import type { Plan, UploadService } from '../media/upload.service.js';
 import type { PendingWrite, PendingWrites } from '../../db/pending-writes.js';
@@ -29,6 +30,7 @@ export interface DirectUploadDeps {
   signedIds: SignedIds;
   logger: Logger;
   images: ImageQueue;
+  ingest: Ingest;
   /** Lifetime of a direct upload (URL and signed id). */
   ttlSeconds: number;
   /** Tickets a tenant may hold at once (unexpired and not completed). */
@@ -354,7 +356,7 @@ export class DirectUploadService {
     const row = await this.claim(tenant, id, token, o.field);
     let result: T;
     try {
-      const upload = await this.verifyCopy(row, o);
+      const upload = await this.verifyCopy(tenant, row, o);
       result = await use(upload, async (tx) => {
         const n = await tx.$executeRaw`
           UPDATE direct_upload SET completed_at = now(), claimed_until = NULL
@@ -367,6 +369,17 @@ export class DirectUploadService {
       // the claim release below is a no-op if the ticket was completed.
       const uncertain = mayHaveCommitted(e);
       if (!uncertain) await this.deps.storage.delete(o.destination).catch(() => undefined);
+      if (isAppError(e) && e.code === 'MALWARE_DETECTED') {
+        // Nothing of an infected file remains: the ticket is spent (it cannot be completed
+        // or PUT to again) and its staged bytes are deleted.
+        await this.deps.prisma.$executeRaw`
+          UPDATE direct_upload SET completed_at = now(), claim_token = NULL, claimed_until = NULL
+          WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND claim_token = ${token}::uuid AND completed_at IS NULL`.catch(() => undefined);
+        await this.deps.storage
+          .delete(row.storage_key)
+          .catch((err: unknown) => this.deps.logger.warn({ err, ticketId: id }, 'could not delete the staged bytes of an infected direct upload; the sweep will'));
+        throw e;
+      }
       const released = await this.deps.prisma.$executeRaw`
         UPDATE direct_upload SET claim_token = NULL, claimed_until = NULL
         WHERE tenant_id = ${tenant} AND id = ${id}::uuid AND claim_token = ${token}::uuid AND completed_at IS NULL`.catch((err: unknown) => {
@@ -409,7 +422,7 @@ export class DirectUploadService {
    * new) rather than the staging object means that what is checked is what is kept,
    * whatever a late PUT does to the staging key, on every store.
    */
-  private async verifyCopy(row: ClaimedRow, o: ClaimOptions): Promise<VerifiedUpload> {
+  private async verifyCopy(tenant: string, row: ClaimedRow, o: ClaimOptions): Promise<VerifiedUpload> {
     const { storage } = this.deps;
     const declared = Number(row.byte_size);
     const nothing = () => errors.badInput(o.field, 'Nothing was uploaded for this signed id yet: PUT the bytes to its url first');
@@ -419,14 +432,14 @@ export class DirectUploadService {
     await storage.copy(row.storage_key, o.destination).catch((e: unknown) => {
       throw isAppError(e) && e.code === 'NOT_FOUND' ? nothing() : e;
     });
-    const inspector = new InspectStream({
+    const inspector = this.deps.ingest.inspector({
       fileName: row.file_name,
       accept: (mime) => {
         const limit = o.limitFor(mime);
         if (mime !== row.content_type) throw errors.unsupportedType(`Declared type ${row.content_type} does not match the content, which is ${mime}`);
         return limit;
       },
-    });
+    }, { tenant, source: 'direct' });
     await pipeline(await storage.get(o.destination), inspector, new Writable({ write: (_c, _e, cb) => cb() }));
     const facts = inspector.result();
     if (facts.size !== declared) throw errors.badInput(o.field, `Uploaded ${facts.size} bytes but ${declared} were declared`);

@@ -13,7 +13,7 @@ import type { ImageQueue } from '../renders/image-queue.js';
 import { imageFacts } from '../../ingest/image-facts.js';
 import { mediaRenderSource, type RenderService } from '../renders/render.service.js';
 import { isRenderable, planPreset } from '../renders/render-plan.js';
-import { receiveUpload } from '../../ingest/receive-upload.js';
+import type { Ingest, IngestSource } from '../../ingest/ingest.js';
 import type { ContentCrypto, EncryptionMode } from '../../crypto/content-crypto.js';
 import type { EntityRef, MediaRecord } from './media.record.js';
 import type { MediaService } from './media.service.js';
@@ -91,6 +91,8 @@ export class UploadService {
       logger: Logger;
       crypto: ContentCrypto;
       images: ImageQueue;
+      /** The ingest pipeline (src/ingest): every file's checks, scanning included. */
+      ingest: Ingest;
       pending: PendingWrites;
       metrics?: Metrics;
       /** RENDER_WARM_THUMBS: each new image's THUMB is rendered in the background after its commit, when the image queue is idle. */
@@ -156,7 +158,7 @@ export class UploadService {
     const stored: Stored[] = [];
     for (const [i, r] of reqs.entries()) {
       try {
-        stored.push(await this.store(tenant, plans[i]!, r.file));
+        stored.push(await this.store(tenant, plans[i]!, r.file, 'upload_many'));
       } catch (e) {
         await Promise.all([this.removeObjects(tenant, stored.map((s) => s.id)), ...reqs.slice(i + 1).map((x) => discardUpload(x.file))]);
         await closePending(stored, e);
@@ -205,7 +207,7 @@ export class UploadService {
    * pending-write record is written first: the sweep leaves the objects alone
    * until commit() settles it, and the caller closes it (closePending).
    */
-  async store(tenant: string, plan: Plan, file: IncomingFile): Promise<Stored> {
+  async store(tenant: string, plan: Plan, file: IncomingFile, source: IngestSource = 'upload'): Promise<Stored> {
     const startedAt = process.hrtime.bigint();
     const id = randomUUID();
     let pending: PendingWrite;
@@ -216,24 +218,24 @@ export class UploadService {
       throw e;
     }
     try {
-      return { ...(await this.storeAs(tenant, id, plan, file)), pending, startedAt };
+      return { ...(await this.storeAs(tenant, id, plan, file, source)), pending, startedAt };
     } catch (e) {
       await pending.close(e);
       throw e;
     }
   }
 
-  private async storeAs(tenant: string, id: string, plan: Plan, file: IncomingFile): Promise<Stored> {
+  private async storeAs(tenant: string, id: string, plan: Plan, file: IncomingFile, source: IngestSource): Promise<Stored> {
     const { storage, crypto } = this.deps;
     const key = objectKeys.original(tenant, id);
     const sealed = plan.level !== 'STANDARD';
-    const received = await receiveUpload(file, {
+    const received = await this.deps.ingest.receive(file, {
       limit: plan.policy.maxFileSize,
       accept: (mime) => this.deps.policies.limitFor(plan.policy, mime),
       write: async (body, declaredType) =>
         sealed ? await crypto.seal(storage, key, body) : (await storage.put(key, body, { contentType: declaredType }), null),
       remove: () => this.removeObjects(tenant, [id]),
-    });
+    }, { tenant, source });
     const kid = received.written?.kid ?? null;
     const mode = received.written?.mode ?? null;
     try {

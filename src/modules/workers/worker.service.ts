@@ -104,7 +104,7 @@ export class WorkerService {
       await discardUpload(file);
       throw e;
     }
-    const stored = await this.deps.uploads.store(tenant, plan, file);
+    const stored = await this.deps.uploads.store(tenant, plan, file, 'worker');
     const [media] = await this.deps.uploads.commitOrRemove(tenant, `worker:${workerType}`, [stored], 'worker');
     // Committed: nothing from here on may lead to deleting its objects.
     this.deps.logger.info({ mediaId: stored.id, originalId, tenant, workerType }, 'worker stored a signed document');
