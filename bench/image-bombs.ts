@@ -15,7 +15,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { benchArgs, freePort, MiB, rssOf, sampleRss, startChild, waitFor } from './lib.js';
+import { benchArgs, freePort, MiB, rssOf, sampleRss, startChild, waitFor, envArgs } from './lib.js';
 
 const values = benchArgs(
   {
@@ -102,13 +102,7 @@ function watchHealth(base: string): { stop(): Promise<number> } {
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-images-'));
   const db = await startEmbeddedPostgres({ dir: path.join(work, 'pg'), database: 'media' });
-  const extraEnv = Object.fromEntries(
-    (values.env as string[]).map((kv) => {
-      const i = kv.indexOf('=');
-      if (i < 1) throw new Error(`--env takes KEY=VALUE, not ${kv}`);
-      return [kv.slice(0, i), kv.slice(i + 1)];
-    }),
-  );
+  const extraEnv = envArgs(values.env as string[]);
   // RGBA like test/helpers/files.ts png(): about 320 KB for 8900 x 8900.
   const png = await sharp({ create: { width: SIDE, height: SIDE, channels: 4, background: { r: 200, g: 120, b: 40, alpha: 1 } } }).png().toBuffer();
   const token = await mintToken(JWT_SECRET, { tenant: 'bench', expiresIn: '2h' });

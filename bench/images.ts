@@ -15,7 +15,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { benchArgs, freePort, MiB, multipartUpload, percentile, rssOf, sampleRss, startChild, waitFor } from './lib.js';
+import { benchArgs, freePort, MiB, multipartUpload, percentile, rssOf, sampleRss, startChild, waitFor, envArgs } from './lib.js';
 
 const values = benchArgs(
   {
@@ -75,13 +75,7 @@ const fmt = (n: number) => n.toFixed(1).padStart(8);
 async function main(): Promise<void> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-img-'));
   const db = await startEmbeddedPostgres({ dir: path.join(work, 'pg'), database: 'media' });
-  const extraEnv = Object.fromEntries(
-    (values.env as string[]).map((kv) => {
-      const i = kv.indexOf('=');
-      if (i < 1) throw new Error(`--env takes KEY=VALUE, not ${kv}`);
-      return [kv.slice(0, i), kv.slice(i + 1)];
-    }),
-  );
+  const extraEnv = envArgs(values.env as string[]);
   const jpeg = await photoJpeg();
   const pdf = pdfOfSize(jpeg.length);
   const jpegFile = path.join(work, 'photo.jpg');

@@ -30,6 +30,17 @@ export function benchArgs<const O extends NonNullable<ParseArgsConfig['options']
  * that the results on stdout stay clean: one line redrawn on a terminal, a line
  * every 10 s otherwise.
  */
+/** `--env KEY=VALUE` options (repeatable) as an environment for the service under test. */
+export function envArgs(pairs: readonly string[]): Record<string, string> {
+  return Object.fromEntries(
+    pairs.map((kv) => {
+      const i = kv.indexOf('=');
+      if (i < 1) throw new Error(`--env takes KEY=VALUE, not ${kv}`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }),
+  );
+}
+
 export function benchProgress(label: string): ProgressRenderer {
   return progressRenderer({ label, log: (_fields, message) => console.error(message), intervalMs: 10_000 });
 }

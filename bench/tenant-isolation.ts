@@ -20,7 +20,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { mintToken } from '../src/auth/tokens.js';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
-import { benchArgs, benchProgress, freePort, median, percentile, startChild, waitFor } from './lib.js';
+import { benchArgs, benchProgress, freePort, median, percentile, startChild, waitFor, envArgs } from './lib.js';
 
 const values = benchArgs(
   {
@@ -131,13 +131,7 @@ async function main(): Promise<void> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'media-bench-isolation-'));
   const db = await startEmbeddedPostgres({ dir: path.join(work, 'pg'), database: 'media' });
   const port = await freePort();
-  const extraEnv = Object.fromEntries(
-    (values.env as string[]).map((kv) => {
-      const i = kv.indexOf('=');
-      if (i < 1) throw new Error(`--env takes KEY=VALUE, not ${kv}`);
-      return [kv.slice(0, i), kv.slice(i + 1)];
-    }),
-  );
+  const extraEnv = envArgs(values.env as string[]);
   const service = startChild(
     ['--import', 'tsx', 'src/main.ts'],
     {

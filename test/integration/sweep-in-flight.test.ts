@@ -24,11 +24,13 @@ beforeAll(async () => {
   app = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0' } });
   // Sleeps in the transaction that writes (or updates) a row of a tenant listed in slow_commit_tenant.
   await app.db.pool.query(`
-    CREATE TABLE IF NOT EXISTS slow_commit_tenant (tenant_id text PRIMARY KEY, seconds float NOT NULL, tables text[] NOT NULL);
+    -- Not in the public schema: schema.test.ts (running at the same time) compares every public table with schema.prisma.
+    CREATE SCHEMA IF NOT EXISTS test_faults;
+    CREATE TABLE IF NOT EXISTS test_faults.slow_commit_tenant (tenant_id text PRIMARY KEY, seconds float NOT NULL, tables text[] NOT NULL);
     CREATE OR REPLACE FUNCTION slow_commit() RETURNS trigger AS $$
     DECLARE s float;
     BEGIN
-      SELECT seconds INTO s FROM slow_commit_tenant WHERE tenant_id = NEW.tenant_id AND TG_TABLE_NAME = ANY(tables);
+      SELECT seconds INTO s FROM test_faults.slow_commit_tenant WHERE tenant_id = NEW.tenant_id AND TG_TABLE_NAME = ANY(tables);
       IF s IS NOT NULL THEN PERFORM pg_sleep(s); END IF;
       RETURN NEW;
     END $$ LANGUAGE plpgsql;
@@ -55,7 +57,7 @@ afterAll(async () => {
 
 /** Makes the writes of a tenant's rows to `tables` sleep in their transaction (within Prisma's 5 s transaction timeout). */
 const slow = (tenant: string, seconds: number, tables = ['media', 'asset']) =>
-  app.db.pool.query('INSERT INTO slow_commit_tenant VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET seconds = $2, tables = $3', [tenant, seconds, tables]);
+  app.db.pool.query('INSERT INTO test_faults.slow_commit_tenant VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET seconds = $2, tables = $3', [tenant, seconds, tables]);
 const sha256b64 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
 
 const sweepNow = (tenant: string, service = app.services.sweep) => sweepTenant(app, tenant, 0, service);
