@@ -1,4 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import pg from 'pg';
+import { migrate } from '../../src/db/migrate.js';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -27,7 +29,33 @@ import type { GetOptions } from '../../src/storage/storage.js';
  * the app of the HTTP test is not allowed SSE-C over http (S3_SSE_C_OVER_HTTP unset):
  * it falls back to segments, which is what these tests are about.
  */
-const APP_MODE_ENV: Record<string, string> = STORAGE_DRIVER === 's3' && S3_STORE === 'rgw' ? { S3_SSE_C_OVER_HTTP: '' } : {};
+const ON_RGW = STORAGE_DRIVER === 's3' && S3_STORE === 'rgw';
+
+/**
+ * The environment of that app: on RGW, SSE-C not allowed over http, and a database
+ * of its own (the shared one holds SSE-C media of other files, and a process that
+ * cannot use SSE-C refuses to start on it: content-crypto.ts reconcileStoredModes).
+ */
+async function appModeEnv(): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (!ON_RGW) return { env: {}, drop: async () => undefined };
+  const url = new URL(inject('databaseUrl'));
+  const name = `pinned_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: url.toString() });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const own = new URL(url);
+  own.pathname = `/${name}`;
+  await migrate(own.toString());
+  return {
+    env: { S3_SSE_C_OVER_HTTP: '', DATABASE_URL: own.toString() },
+    drop: async () => {
+      const c = new pg.Client({ connectionString: url.toString() });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).finally(() => c.end());
+    },
+  };
+}
 const OLD = `old:${randomBytes(32).toString('base64')}`;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -135,8 +163,9 @@ describe(`pinned ranges of encrypted content (${STORAGE_DRIVER}${STORAGE_DRIVER 
   it('over HTTP: a range replaced once answers 206 with the right bytes; replaced under every attempt 503 STORAGE_UNAVAILABLE, and no INTEGRITY_ERROR is logged', async () => {
     const faults = new FaultyGets();
     let real!: Storage;
+    const mode = await appModeEnv();
     const app = await startTestApp({
-      env: APP_MODE_ENV,
+      env: mode.env,
       storage: (_dir, r) => {
         real = r;
         return faults.wrap(r);
@@ -166,6 +195,7 @@ describe(`pinned ranges of encrypted content (${STORAGE_DRIVER}${STORAGE_DRIVER 
       expect(app.logs.some((l) => l['event'] === 'INTEGRITY_ERROR')).toBe(false);
     } finally {
       await app.close();
+      await mode.drop();
     }
   });
 });

@@ -198,7 +198,7 @@ describe('SSE-C on Ceph RGW: every path', () => {
     expect(sentFor(key).filter((s) => s.command === 'HeadObjectCommand').map((s) => s.keyMd5)).toEqual([undefined, md5Base64(objectKey)]);
   });
 
-  it('SENSITIVE image: the original and every variant (THUMB, MEDIUM, LARGE) are written and read with their own SSE-C keys', async () => {
+  it('SENSITIVE image: the original and every variant (THUMB, MEDIUM, LARGE, rendered on request) are written and read with their own SSE-C keys', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
     const file = await jpeg(1400, 900);
@@ -207,20 +207,25 @@ describe('SSE-C on Ceph RGW: every path', () => {
     expect(m).toMatchObject({ securityLevel: 'SENSITIVE', encrypted: true, encryptionKeyId: LIVE, width: 1400, height: 900 });
     expect(m.variants.map((v) => v.name)).toEqual(['THUMB', 'MEDIUM', 'LARGE']);
     const original = `${tenant}/${m.id}/original`;
-    // Written once, read back once to render the variants, both with the key.
-    expectKeyOnEveryRequest(original, LIVE, ['PutObjectCommand', 'GetObjectCommand']);
+    // Written once, with the key; the upload reads nothing back (variants render on request).
+    expectKeyOnEveryRequest(original, LIVE, ['PutObjectCommand']);
     await expectSseCObject(original, LIVE, bytes);
     expect((await content(`/media/${m.id}/content`, token)).body.equals(bytes)).toBe(true);
 
     for (const v of m.variants) {
-      const key = `${tenant}/${m.id}/${v.name}`;
-      expectKeyOnEveryRequest(key, LIVE, ['PutObjectCommand']);
       const served = await content(`/media/${m.id}/variants/${v.name}`, token);
       expect(served.res.status, v.name).toBe(200);
+      const row = await app.db.prisma.imageRender.findFirst({ where: { tenantId: tenant, ownerId: m.id, width: v.width, height: v.height } });
+      expect(row, v.name).toMatchObject({ encryptionKeyId: LIVE, encryptionMode: 'sse-c' });
+      const key = row!.storageKey;
+      // Rendered: written with its own key, then read back with it to be served.
+      expectKeyOnEveryRequest(key, LIVE, ['PutObjectCommand', 'GetObjectCommand']);
       await expectSseCObject(key, LIVE, served.body);
       const range = await content(`/media/${m.id}/variants/${v.name}`, token, { range: 'bytes=2-101' });
       expect(range.body.equals(served.body.subarray(2, 102))).toBe(true);
     }
+    // The original was read with its key for each render.
+    expectKeyOnEveryRequest(original, LIVE, ['PutObjectCommand', 'GetObjectCommand', 'GetObjectCommand', 'GetObjectCommand', 'GetObjectCommand']);
   });
 
   it('workerMedia reads the CRITICAL original with its SSE-C key', async () => {
