@@ -14,7 +14,6 @@ import { SUPPORTED_TYPES } from '../policy/media-types.js';
 
 export type { Plan, Stored, UploadService } from '../media/upload.service.js';
 export type { ImageQueue };
-export type { MediaRecord, EntityRef } from '../media/media.record.js';
 export type { InspectResult };
 export { sanitiseFileName };
 
