@@ -174,6 +174,9 @@ async function errorOf(res: Response): Promise<{ code?: string; message?: string
   return ((await res.json()) as { error: { code?: string; message?: string } }).error;
 }
 
+/** How the completion of an upload inspected its bytes: on their way in (one instance saw them all), or read back from storage. */
+const inspected = (a: TestApp, uploadId: string) => a.logs.find((l) => l['msg'] === 'resumable upload completed' && l['uploadId'] === uploadId)?.['inspected'];
+
 const state = (token: string, id: string) => ok(app.url, ResumableUploadStateDocument, { id }, { token }).then((d) => d.resumableUpload);
 
 async function content(token: string, mediaId: string, base = app.url): Promise<Buffer> {
@@ -248,6 +251,8 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect(after).toMatchObject({ id, offset: data.length, length: data.length });
     expect(after!.media).toMatchObject({ id: second.mediaId, mediaType: 'video/mp4', fileSize: data.length, checksum: sha256(data), tags: ['front', 'garden'], securityLevel: 'STANDARD', fileName: 'walkthrough.mp4' });
     expect(sha256(await content(token, second.mediaId!))).toBe(sha256(data));
+    // Both requests came here: the bytes were inspected as they arrived, not read again.
+    expect(inspected(app, id)).toBe('on the way in');
     // Attached, with its role; and the upload's bytes are spent.
     const roles = await app.db.prisma.mediaRoleAssignment.findMany({ where: { tenantId: tenant } });
     expect(roles).toMatchObject([{ entityType: 'property', entityId: 'p-42', role: 'PRIMARY_PHOTO', mediaId: second.mediaId }]);
@@ -286,6 +291,8 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect(second.patchOffsets).toEqual([offset]);
     expect(sha256(await content(token, second.mediaId!, other.url))).toBe(sha256(data));
     expect(sha256(await content(token, second.mediaId!))).toBe(sha256(data));
+    // The other instance did not see the first bytes: it read the stored ones.
+    expect(inspected(other, id)).toBe('read back');
     // The first instance sees it finished too.
     expect((await call('HEAD', first.url!, token)).headers.get('media-id')).toBe(second.mediaId);
   }, 120_000);
@@ -336,6 +343,8 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     const rest = await tus(data, { token, uploadUrl: out.url! });
     expect(rest.error).toBeUndefined();
     expect(sha256(await content(token, rest.mediaId!))).toBe(sha256(data));
+    // The cut write may have kept fewer bytes than went through the inspection: it was dropped.
+    expect(inspected(app, upload!.id)).toBe('read back');
   }, 60_000);
 
   it('a completion that fails for a passing reason keeps the upload; the next HEAD completes it', async () => {

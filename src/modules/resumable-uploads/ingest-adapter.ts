@@ -15,7 +15,8 @@ import { SUPPORTED_TYPES } from '../policy/media-types.js';
 export type { Plan, Stored, UploadService } from '../media/upload.service.js';
 export type { ImageQueue };
 export type { InspectResult };
-export { sanitiseFileName };
+/** The inspection itself (bench/resumable.ts compares ways to run it). */
+export { InspectStream, sanitiseFileName };
 
 /** Bytes the type is detected from: the upload pipeline's own sniffing window. */
 export const HEAD_BYTES = SNIFF_BYTES;
@@ -49,6 +50,60 @@ export async function inspectStored(storage: Storage, key: string, o: { fileName
   const inspector = new InspectStream(o);
   await pipeline(await storage.get(key), inspector, discard());
   return inspector.result();
+}
+
+/**
+ * The upload pipeline's inspection fed chunk by chunk as the bytes arrive, across
+ * requests, and ended once the last byte passed: the same checks as one stream
+ * through InspectStream. It never fails its feeder: an inspection that fails (or
+ * falls behind the stored bytes) is simply not used, and the stored bytes are
+ * inspected instead.
+ */
+export class RunningInspection {
+  /** Bytes fed so far. */
+  bytes = 0;
+  /** Why the inspection failed, if it did. */
+  failure: unknown;
+  private readonly inspector: InspectStream;
+  private readonly done: Promise<void>;
+
+  constructor(o: { fileName: string; accept(mime: string): number }) {
+    this.inspector = new InspectStream(o);
+    this.inspector.on('error', (e) => (this.failure ??= e));
+    this.done = pipeline(this.inspector, discard());
+    this.done.catch(() => undefined);
+  }
+
+  /** Feeds a chunk; a promise when the inspection wants the feeder to wait (hashing behind). */
+  feed(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure !== undefined) return undefined;
+    this.bytes += chunk.length;
+    if (this.inspector.write(chunk)) return undefined;
+    return new Promise((resolve) => {
+      const go = () => {
+        this.inspector.off('drain', go);
+        this.inspector.off('error', go);
+        this.inspector.off('close', go);
+        resolve();
+      };
+      this.inspector.on('drain', go);
+      this.inspector.on('error', go);
+      this.inspector.on('close', go);
+    });
+  }
+
+  /** Ends the inspection (every byte was fed) and returns its facts; rejects with its failure. */
+  async finish(): Promise<InspectResult> {
+    if (this.failure !== undefined) throw this.failure;
+    this.inspector.end();
+    await this.done;
+    return this.inspector.result();
+  }
+
+  /** Drops the inspection (its hash job included). */
+  abort(): void {
+    this.inspector.destroy();
+  }
 }
 
 /** What an image's stored original gives its media (dimensions, variants), as for an upload; undefined for other kinds. */

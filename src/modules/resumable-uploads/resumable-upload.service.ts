@@ -9,7 +9,7 @@ import type { PendingWrites } from '../../db/pending-writes.js';
 import { objectKeys, type Storage } from '../../storage/index.js';
 import { normaliseMime, SUPPORTED_TYPES } from '../policy/media-types.js';
 import type { EntityPolicy, PolicyRegistry } from '../policy/policy.js';
-import { detectType, HEAD_BYTES, imageFacts, inspectStored, sanitiseFileName, type ImageQueue, type Plan, type UploadService } from './ingest-adapter.js';
+import { detectType, HEAD_BYTES, imageFacts, inspectStored, RunningInspection, sanitiseFileName, type ImageQueue, type InspectResult, type Plan, type UploadService } from './ingest-adapter.js';
 import type { PgLocker } from './pg-locker.js';
 import type { TusBackend } from './tus-backend.js';
 import { readMetadata } from './upload-metadata.js';
@@ -60,6 +60,9 @@ export interface ResumableState {
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const isUploadId = (id: string) => UUID_RE.test(id);
+/** Running inspections an instance keeps (uploads in progress on it), and how long an idle one is kept. */
+const MAX_INSPECTIONS = 256;
+const INSPECTION_IDLE_MS = 3600_000;
 /** Advisory lock class (with the tenant's hash) that serialises creations per tenant (the cap). */
 const CREATE_LOCK_CLASS = 727278;
 /**
@@ -85,6 +88,12 @@ const ENDS_THE_UPLOAD: ReadonlySet<string> = new Set(['UNSUPPORTED_MEDIA_TYPE', 
  */
 export class ResumableUploadService {
   readonly store: ResumableStore;
+  /**
+   * Per upload in progress on this instance: the inspection its bytes went through
+   * on their way into the store, from byte 0, in order. When it covers every byte at
+   * completion, the stored bytes need not be read again.
+   */
+  private readonly inspections = new Map<string, { run: RunningInspection; usedAt: number }>();
 
   constructor(private readonly deps: ResumableUploadDeps) {
     this.store = new ResumableStore(this, deps.ttlSeconds * 1000);
@@ -239,14 +248,25 @@ export class ResumableUploadService {
       stream.pipe(gate);
       source = gate;
     }
+    const inspection = this.inspectionFor(row, offset);
+    if (inspection) {
+      const tee = new InspectionTee(inspection);
+      source.on('error', (e) => tee.destroy(e));
+      source.pipe(tee);
+      source = tee;
+    }
     // Not one byte without the lock: when its connection fails, the body is cut at once.
     const lost = locker.lostSignal(id);
     const onLost = () => source.destroy(errors.storageUnavailable(lost?.reason));
     lost?.addEventListener('abort', onLost, { once: true });
     try {
       if (lost?.aborted) onLost();
-      return await backend.store.write(source, backend.storeId(id), offset);
+      const stored = await backend.store.write(source, backend.storeId(id), offset);
+      // The inspection saw exactly the stored bytes, or it is of no use.
+      if (inspection && inspection.bytes !== stored) this.dropInspection(id);
+      return stored;
     } catch (e) {
+      this.dropInspection(id);
       // A refused type or size ends the upload; a head that came short leaves it at offset 0.
       if (gate?.refusal && isAppError(gate.refusal) && ENDS_THE_UPLOAD.has(gate.refusal.code)) await this.end(row, gate.refusal);
       throw gate?.failure ?? (lost?.aborted ? errors.storageUnavailable(lost.reason) : e);
@@ -255,10 +275,51 @@ export class ResumableUploadService {
     }
   }
 
+  /**
+   * The running inspection a write at `offset` feeds: a new one from byte 0, the
+   * one that has seen exactly the bytes before `offset`, or none (the bytes before
+   * went through another instance, or an inspection was dropped): then completion
+   * reads the stored bytes.
+   */
+  private inspectionFor(row: ResumableRow, offset: number): RunningInspection | undefined {
+    const now = Date.now();
+    const entry = this.inspections.get(row.id);
+    if (entry && entry.run.failure === undefined && entry.run.bytes === offset && offset > 0) {
+      entry.usedAt = now;
+      return entry.run;
+    }
+    this.dropInspection(row.id);
+    if (offset !== 0) return undefined;
+    for (const [id, e] of this.inspections) if (now - e.usedAt > INSPECTION_IDLE_MS) this.dropInspection(id);
+    if (this.inspections.size >= MAX_INSPECTIONS) this.dropInspection(this.inspections.keys().next().value!);
+    const run = new RunningInspection({ fileName: row.file_name, accept: (mime) => this.deps.policies.limitFor(this.planOf(row).policy, mime) });
+    this.inspections.set(row.id, { run, usedAt: now });
+    return run;
+  }
+
+  private dropInspection(id: string): void {
+    this.inspections.get(id)?.run.abort();
+    this.inspections.delete(id);
+  }
+
+  /** The facts of the running inspection that saw all `length` bytes of the upload, once; undefined when there is none. */
+  private async takeInspection(id: string, length: number): Promise<InspectResult | undefined> {
+    const entry = this.inspections.get(id);
+    this.inspections.delete(id);
+    if (!entry) return undefined;
+    if (entry.run.bytes !== length || entry.run.failure !== undefined) {
+      entry.run.abort();
+      return undefined;
+    }
+    // A failure here is authoritative only once the stored bytes say so too.
+    return entry.run.finish().catch(() => undefined);
+  }
+
   /** @internal tus remove (termination by the owner, under the lock): bytes and row go. */
   async terminate(id: string): Promise<void> {
     const row = await this.row(id);
     if (!row) throw ERRORS.FILE_NOT_FOUND;
+    this.dropInspection(id);
     await this.deps.backend.purge(id);
     await this.forget(id);
   }
@@ -309,22 +370,30 @@ export class ResumableUploadService {
       await this.end(row, e);
       throw e;
     }
+    // Every byte went through one inspection on its way into the store (every PATCH
+    // came to this instance, in order), or the stored bytes are read once now.
+    const running = await this.takeInspection(row.id, length);
     // Before the new media's first object: the sweep leaves its group alone until the commit.
     const write = await pending.begin(tenant, mediaId);
     try {
       await backend.assemble(row.id, length);
       await storage.copy(backend.dataKey(row.id), original, { size: length });
-      const facts = await inspectStored(storage, original, {
-        fileName: row.file_name,
-        accept: (mime) => {
-          const limit = policies.limitFor(plan.policy, mime);
-          if (row.detected_type !== null && mime !== row.detected_type) {
-            throw errors.integrity(`The stored bytes are ${mime}, but the upload's first bytes were ${row.detected_type}`);
-          }
-          return limit;
-        },
-      });
-      if (facts.size !== length) throw errors.integrity(`Stored ${facts.size} bytes, but the upload has ${length}`);
+      const facts =
+        running ??
+        (await inspectStored(storage, original, {
+          fileName: row.file_name,
+          accept: (mime) => {
+            const limit = policies.limitFor(plan.policy, mime);
+            if (row.detected_type !== null && mime !== row.detected_type) {
+              throw errors.integrity(`The stored bytes are ${mime}, but the upload's first bytes were ${row.detected_type}`);
+            }
+            return limit;
+          },
+        }));
+      if (running && running.mime !== row.detected_type) throw errors.integrity(`The upload's bytes are ${running.mime}, but its first bytes were ${row.detected_type}`);
+      // Inspected on the way in: the copy must hold exactly that many bytes.
+      const copied = running ? (await storage.head(original))?.size : facts.size;
+      if (facts.size !== length || copied !== length) throw errors.integrity(`Stored ${copied ?? 'no'} bytes, but the upload has ${length}`);
       const image = await imageFacts(storage, tenant, mediaId, facts.mime, this.deps.images);
       await uploads.commit(
         tenant,
@@ -356,6 +425,7 @@ export class ResumableUploadService {
       );
       await write.close();
       uploads.recordStored('resumable', facts.mime, facts.size, startedAt);
+      this.deps.logger.info({ uploadId: row.id, tenant, mediaId, bytes: length, inspected: running ? 'on the way in' : 'read back' }, 'resumable upload completed');
     } catch (e) {
       await uploads.removeUnlessCommitted(tenant, [mediaId], e);
       await write.close(e);
@@ -386,6 +456,7 @@ export class ResumableUploadService {
   /** Ends an upload that can never become a media: its bytes and its row go. */
   private async end(row: ResumableRow, why: unknown): Promise<void> {
     this.deps.logger.info({ uploadId: row.id, tenant: row.tenant_id, reason: isAppError(why) ? why.code : 'error' }, 'resumable upload refused; its bytes are removed');
+    this.dropInspection(row.id);
     try {
       await this.deps.backend.purge(row.id);
       await this.forget(row.id);
@@ -458,6 +529,20 @@ class HeadGate extends Transform {
         `Only ${this.held} bytes arrived: the first ${this.need} bytes of an upload must come in one request (its type is checked on them before anything is stored); nothing was stored`,
       )),
     );
+  }
+}
+
+/** Passes the bytes on to the store and feeds them to a running inspection (waiting while it hashes behind). */
+class InspectionTee extends Transform {
+  constructor(private readonly inspection: RunningInspection) {
+    super();
+    this.on('error', () => undefined);
+  }
+
+  override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+    const wait = this.inspection.feed(chunk);
+    if (!wait) return done(null, chunk);
+    wait.then(() => done(null, chunk));
   }
 }
 
