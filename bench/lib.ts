@@ -303,19 +303,23 @@ export function multipartUpload(
   });
 }
 
-/** Writes a file onto a request from a ring of reused buffers; a buffer is refilled only after the socket took it. */
-async function sendFile(req: http.ClientRequest, file: string, stop: () => boolean): Promise<void> {
+/**
+ * Writes a file (or `range.length` bytes of it from `range.start`) onto a request
+ * from a ring of reused buffers; a buffer is refilled only after the socket took it.
+ */
+export async function sendFile(req: http.ClientRequest, file: string, stop: () => boolean, range?: { start: number; length: number }): Promise<void> {
   const BLOCK = MiB;
   const free = Array.from({ length: 4 }, () => Buffer.allocUnsafe(BLOCK));
   let waiting: (() => void) | null = null;
   let failed: Error | null = null;
   const fh = await open(file, 'r');
+  const end = range ? range.start + range.length : Infinity;
   try {
-    for (let pos = 0; !stop(); ) {
+    for (let pos = range?.start ?? 0; !stop() && pos < end; ) {
       while (free.length === 0 && !failed) await new Promise<void>((r) => (waiting = r));
       if (failed) throw failed;
       const buf = free.pop()!;
-      const { bytesRead } = await fh.read(buf, 0, BLOCK, pos);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(BLOCK, end - pos), pos);
       if (bytesRead === 0) break;
       pos += bytesRead;
       req.write(buf.subarray(0, bytesRead), (e) => {

@@ -57,7 +57,12 @@ import { graphqlMultipart } from './graphql/multipart.js';
 import { PolicyRegistry } from './modules/policy/policy.js';
 import { RolesService } from './modules/roles/roles.service.js';
 import type { Services } from './services.js';
-import { createStorage, type Storage } from './storage/index.js';
+import { createStorage, localBlobRoot, type Storage } from './storage/index.js';
+import { PgLocker } from './modules/resumable-uploads/pg-locker.js';
+import { createTusBackend } from './modules/resumable-uploads/tus-backend.js';
+import { ResumableUploadService } from './modules/resumable-uploads/resumable-upload.service.js';
+import { ResumableSweep } from './modules/resumable-uploads/resumable-sweep.js';
+import { resumableUploadRoutes } from './http/resumable.routes.js';
 
 export interface AppOptions {
   config: Config;
@@ -154,6 +159,24 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     maxOutstanding: config.directUploadMaxOutstanding,
     baseUrl: () => baseUrl,
   });
+  // Connections of its own, opened on demand; its release listener starts once the server listens.
+  const locker = new PgLocker({ connectionString: db.url, connections: config.resumable.lockConnections, lockTimeoutMs: config.resumable.lockTimeoutMs, logger });
+  const tusBackend = createTusBackend(storage, { blobRoot: localBlobRoot(config), logger });
+  const resumable = new ResumableUploadService({
+    ingest,
+    prisma: db.prisma,
+    storage,
+    policies,
+    uploads,
+    pending,
+    images,
+    logger,
+    locker,
+    backend: tusBackend,
+    ttlSeconds: config.resumable.ttlSeconds,
+    maxOutstanding: config.resumable.maxOutstanding,
+  });
+  const resumableSweep = new ResumableSweep({ prisma: db.prisma, storage, locker, backend: tusBackend, ttlSeconds: config.resumable.ttlSeconds, logger });
   // A killed rotation of an older version could leave decrypted documents in a temporary spool.
   await removeStaleRotationSpools(logger);
   const services: Services = Object.freeze({
@@ -168,6 +191,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     media,
     uploads,
     directUploads,
+    resumable,
     assets: new AssetService({ prisma: db.prisma, storage, directUploads, logger, pending, allowNonPublicLinkHosts: config.assetLinksAllowPrivateHosts, expensive: expensiveQueries, images, ingest, metrics }),
     roles: new RolesService({ prisma: db.prisma, media }),
     metrics,
@@ -177,7 +201,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
     renders,
     expensiveQueries,
     workers: new WorkerService({ prisma: db.prisma, storage, crypto, media, uploads, logger, metrics }),
-    sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger, metrics }),
+    sweep: new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger, metrics, resumable: resumableSweep }),
   });
 
   const app = express();
@@ -223,6 +247,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   app.use(contentRoutes(services));
   app.use(directUploadRoutes(services));
   app.use(assetRoutes(services));
+  app.use(resumableUploadRoutes(services));
   app.use(graphiqlRoutes());
 
   const apollo = new ApolloServer<Context>({
@@ -317,6 +342,7 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
   const stopHttp = async () => {
     await apollo.stop();
     httpServer.closeAllConnections?.();
+    await locker.close();
   };
   let metricsServer: MetricsServer | undefined;
   if (config.metrics.port !== undefined) {
@@ -328,6 +354,8 @@ export async function startApp(options: AppOptions): Promise<RunningApp> {
       throw e;
     }
   }
+
+  await locker.start();
 
   // The periodic orphan sweep; with several instances the advisory lock lets one run at a time.
   const sweepTimer =

@@ -190,6 +190,10 @@ const EnvSchema = z.object({
   SIGNED_URL_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(10).max(7 * 24 * 3600).default(900),
   DIRECT_UPLOAD_MAX_OUTSTANDING: z.coerce.number().int().min(1).max(100_000).default(100),
+  RESUMABLE_UPLOAD_TTL_SECONDS: z.coerce.number().int().min(60).max(30 * 24 * 3600).default(24 * 3600),
+  RESUMABLE_UPLOAD_MAX_OUTSTANDING: z.coerce.number().int().min(1).max(100_000).default(100),
+  RESUMABLE_LOCK_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(20_000),
+  RESUMABLE_LOCK_CONNECTIONS: z.coerce.number().int().min(1).max(1000).default(20),
   MEDIA_KIND_LIMITS_MB: optionalString.transform((raw, ctx) => {
     const out: Partial<Record<'IMAGE' | 'VIDEO' | 'AUDIO' | 'DOCUMENT', number>> = {};
     if (!raw) return out;
@@ -321,6 +325,17 @@ export interface Config {
   };
   /** Direct upload tickets a tenant may hold at once (unexpired, not completed). */
   readonly directUploadMaxOutstanding: number;
+  /** Resumable (tus) uploads, /uploads/resumable: see src/modules/resumable-uploads/. */
+  readonly resumable: {
+    /** An upload expires this long after its creation: unfinished, it is refused (410) and swept; finished, its record goes. */
+    readonly ttlSeconds: number;
+    /** Unfinished, unexpired uploads a tenant may hold at once. */
+    readonly maxOutstanding: number;
+    /** How long a request waits for the upload's lock (another request holds it) before 423 Locked. */
+    readonly lockTimeoutMs: number;
+    /** Database connections for upload locks per instance: the tus requests this instance serves at once. */
+    readonly lockConnections: number;
+  };
   /** How often the orphan sweep runs inside the service (0: never). */
   readonly sweepIntervalSeconds: number;
   /** Age below which the sweep leaves things alone (in-flight uploads). */
@@ -485,6 +500,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_SECONDS * 1000,
     }),
     directUploadMaxOutstanding: e.DIRECT_UPLOAD_MAX_OUTSTANDING,
+    resumable: Object.freeze({
+      ttlSeconds: e.RESUMABLE_UPLOAD_TTL_SECONDS,
+      maxOutstanding: e.RESUMABLE_UPLOAD_MAX_OUTSTANDING,
+      lockTimeoutMs: e.RESUMABLE_LOCK_TIMEOUT_MS,
+      lockConnections: e.RESUMABLE_LOCK_CONNECTIONS,
+    }),
     sweepIntervalSeconds: e.SWEEP_INTERVAL_SECONDS,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS,
     progressIntervalMs: e.PROGRESS_INTERVAL_MS,

@@ -18,6 +18,7 @@ import type { AssetService } from './modules/assets/asset.service.js';
 import type { ImageQueue } from './modules/renders/image-queue.js';
 import type { RenderService } from './modules/renders/render.service.js';
 import type { ExpensiveQueries } from './db/expensive-queries.js';
+import type { ResumableUploadService } from './modules/resumable-uploads/resumable-upload.service.js';
 
 /** Where the API hands out URLs; known once the server listens (the port may be ephemeral). */
 export interface PublicUrls {
@@ -37,6 +38,8 @@ export interface Services {
   readonly media: MediaService;
   readonly uploads: UploadService;
   readonly directUploads: DirectUploadService;
+  /** Resumable (tus) uploads: the rules behind /uploads/resumable. */
+  readonly resumable: ResumableUploadService;
   readonly assets: AssetService;
   readonly roles: RolesService;
   readonly metrics: Metrics;

@@ -7,6 +7,10 @@ import { ExpensiveQueries } from '../db/expensive-queries.js';
 import { MediaService } from '../modules/media/media.service.js';
 import { PolicyRegistry } from '../modules/policy/policy.js';
 import { MIN_SWEEP_GRACE_SECONDS, SweepService } from '../modules/sweep/sweep.service.js';
+import { PgLocker } from '../modules/resumable-uploads/pg-locker.js';
+import { createTusBackend } from '../modules/resumable-uploads/tus-backend.js';
+import { ResumableSweep } from '../modules/resumable-uploads/resumable-sweep.js';
+import { localBlobRoot } from '../storage/index.js';
 import { parseCliArgs, PROGRESS_ENV, STORE_ENV, tenantArg, usageExit } from './args.js';
 import { runCli } from './bootstrap.js';
 
@@ -16,7 +20,7 @@ const values = parseCliArgs(
   {
     usage: USAGE,
     summary:
-      'Runs the orphan sweep once: purges deleted media and assets, removes ended direct uploads, deletes stored objects no row claims, ' +
+      'Runs the orphan sweep once: purges deleted media and assets, removes ended direct uploads and expired resumable uploads, deletes stored objects no row claims, ' +
       'temporary files and stale multipart uploads. It can run beside live instances (one sweep at a time). Progress: one line redrawn on stderr when it is a terminal, log lines otherwise; the report (JSON) last on stdout.',
     options: {
       '--grace-seconds N': `leave alone what is younger than N seconds (at least ${MIN_SWEEP_GRACE_SECONDS}; default SWEEP_GRACE_SECONDS, 3600)`,
@@ -37,11 +41,17 @@ await runCli(async ({ config, logger, db, storage, progress }) => {
   const policies = PolicyRegistry.load(config.policyFile, config.kindLimits);
   const media = new MediaService({ prisma: db.prisma, storage, policies, logger, expensive: new ExpensiveQueries(db.pool, config.expensiveQueries) });
   const shown = progress('sweep');
-  const report = await new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger }).run({
-    graceSeconds: grace,
-    ...(tenant ? { tenant } : {}),
-    onProgress: shown.update,
-  });
+  // Resumable uploads are removed under their locks, as the service takes them.
+  const locker = new PgLocker({ connectionString: db.url, connections: 2, lockTimeoutMs: config.resumable.lockTimeoutMs, logger });
+  const backend = createTusBackend(storage, { blobRoot: localBlobRoot(config), logger });
+  const resumable = new ResumableSweep({ prisma: db.prisma, storage, locker, backend, ttlSeconds: config.resumable.ttlSeconds, logger });
+  const report = await new SweepService({ prisma: db.prisma, pool: db.pool, storage, media, logger, resumable })
+    .run({
+      graceSeconds: grace,
+      ...(tenant ? { tenant } : {}),
+      onProgress: shown.update,
+    })
+    .finally(() => locker.close());
   shown.finish(report ? { text: summary(report), fields: { sweep: report } } : { text: 'skipped: another sweep holds the lock' });
   console.log(JSON.stringify(report ?? { skipped: 'another sweep holds the lock' }));
 });

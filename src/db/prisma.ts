@@ -10,6 +10,8 @@ export type Db = PrismaClient;
 export interface Database {
   readonly prisma: PrismaClient;
   readonly pool: pg.Pool;
+  /** The connection string (for connections of their own: the resumable uploads' locks). */
+  readonly url: string;
   /** Number of SQL statements sent since start (tests read it to check batching). */
   statementCount(): number;
   close(): Promise<void>;
@@ -50,6 +52,7 @@ export function createDatabase(options: { url: string; poolSize: number; logger?
   return {
     prisma,
     pool,
+    url: options.url,
     statementCount: () => statements,
     close: async () => {
       await prisma.$disconnect();

@@ -8,8 +8,9 @@ import { PolicyResolver } from '../modules/policy/policy.resolver.js';
 import { DirectUploadResolver } from '../modules/direct-uploads/direct-upload.resolver.js';
 import { WorkerResolver } from '../modules/workers/worker.resolver.js';
 import { AssetResolver } from '../modules/assets/asset.resolver.js';
+import { ResumableUploadResolver } from '../modules/resumable-uploads/resumable-upload.resolver.js';
 
-export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver, DirectUploadResolver, WorkerResolver, AssetResolver] as const;
+export const resolvers = [MediaResolver, EntityResolver, RoleResolver, PolicyResolver, DirectUploadResolver, WorkerResolver, AssetResolver, ResumableUploadResolver] as const;
 
 let cached: Promise<GraphQLSchema> | undefined;
 

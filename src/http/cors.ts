@@ -17,8 +17,8 @@ import type { RequestHandler, Response } from 'express';
  *   (allowAnyOrigin): they are meant for anyone, and a PRIVATE one never gets "*".
  */
 
-/** The route families a browser front end calls: GraphQL, media content, assets, local direct uploads. */
-export const CORS_PATHS = ['/graphql', '/media', '/assets', '/tenants', '/direct-uploads'];
+/** The route families a browser front end calls: GraphQL, media content, assets, local direct uploads, resumable uploads. */
+export const CORS_PATHS = ['/graphql', '/media', '/assets', '/tenants', '/direct-uploads', '/uploads'];
 
 export const PREFLIGHT_MAX_AGE_SECONDS = 600;
 
@@ -27,7 +27,9 @@ const METHODS = [
   'HEAD',
   'POST',
   'PUT',
-  // Resumable uploads (tus) will add: 'PATCH', 'DELETE'.
+  // Resumable uploads (tus): PATCH appends bytes, DELETE terminates.
+  'PATCH',
+  'DELETE',
 ];
 
 /** Request headers a browser client may send (beyond the CORS-safelisted ones). */
@@ -42,8 +44,16 @@ export const CORS_ALLOWED_HEADERS = [
   // Content routes: byte ranges and revalidation.
   'Range',
   'If-None-Match',
-  // Resumable uploads (tus) will add: 'Tus-Resumable', 'Upload-Length', 'Upload-Offset',
-  // 'Upload-Metadata', 'Upload-Defer-Length', 'Upload-Concat', 'X-HTTP-Method-Override'.
+  // Resumable uploads (tus 1.0; deferred lengths and concatenation are refused, but
+  // a browser must be allowed to send them to hear why).
+  'Tus-Resumable',
+  'Upload-Length',
+  'Upload-Offset',
+  'Upload-Metadata',
+  'Upload-Defer-Length',
+  'Upload-Concat',
+  'X-HTTP-Method-Override',
+  'X-Requested-With',
 ];
 
 /** Response headers scripts on a listed origin may read (beyond the CORS-safelisted ones). */
@@ -57,8 +67,18 @@ export const CORS_EXPOSED_HEADERS = [
   'Retry-After',
   // What a support request should quote.
   'X-Request-Id',
-  // Resumable uploads (tus) will add: 'Location', 'Upload-Offset', 'Upload-Length',
-  // 'Upload-Expires', 'Tus-Resumable', 'Tus-Version', 'Tus-Extension', 'Tus-Max-Size'.
+  // Resumable uploads (tus 1.0): the upload URL, its progress and expiry, the
+  // protocol's discovery headers, and the media a finished upload became.
+  'Location',
+  'Upload-Offset',
+  'Upload-Length',
+  'Upload-Metadata',
+  'Upload-Expires',
+  'Tus-Resumable',
+  'Tus-Version',
+  'Tus-Extension',
+  'Tus-Max-Size',
+  'Media-Id',
 ];
 
 /** The CORS middleware for CORS_PATHS. Listed origins get CORS headers (and preflights an answer); others get none. */

@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { LimiterStats } from '../util/concurrency-limiter.js';
 
 /** Where a stored file came in: the GraphQL mutations, a direct upload's completion, a worker, an asset. */
-export type UploadSource = 'upload' | 'upload_many' | 'direct' | 'worker' | 'asset';
+export type UploadSource = 'upload' | 'upload_many' | 'direct' | 'resumable' | 'worker' | 'asset';
 
 /** GraphQL operation names are chosen by clients: only these become label values, and only so many distinct ones. */
 const OPERATION_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;

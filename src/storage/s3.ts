@@ -16,6 +16,7 @@ import {
   S3ServiceException,
   UploadPartCopyCommand,
   type CompletedPart,
+  type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { Readable, Transform } from 'node:stream';
@@ -197,6 +198,8 @@ export class S3Storage implements Storage {
   private readonly responseTimeoutMs: number;
   private readonly uploadRequestTimeoutMs: number;
   private readonly deletePageSize: number;
+  /** Endpoint, region, path style and credentials of the clients (clientConfig()). */
+  private readonly common: S3ClientConfig;
 
   constructor(o: S3StorageOptions) {
     this.bucket = o.bucket;
@@ -219,6 +222,7 @@ export class S3Storage implements Storage {
       forcePathStyle: o.forcePathStyle ?? false,
       ...(o.credentials ? { credentials: o.credentials } : {}),
     };
+    this.common = common;
     this.client = new S3Client({ ...common, requestChecksumCalculation: checksums, responseChecksumValidation: checksums });
     this.presigner = checksums === 'WHEN_REQUIRED' ? this.client : new S3Client({ ...common, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
   }
@@ -570,13 +574,25 @@ export class S3Storage implements Storage {
   }
 
   /**
+   * The configuration of another client of this bucket (the resumable uploads' tus
+   * S3 store, which makes its own): the same endpoint, region, path style and
+   * credentials, with request checksums only where required, whatever S3_CHECKSUMS
+   * says: that store streams its parts from files, and the service verifies size and
+   * SHA-256 of the assembled object itself before anything uses it.
+   */
+  clientConfig(): S3ClientConfig & { bucket: string } {
+    return { ...this.common, bucket: this.bucket, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' };
+  }
+
+  /**
    * ListMultipartUploads, page by page (KeyMarker + UploadIdMarker, at most
    * MAX_UPLOAD_PAGES pages), and aborts every upload initiated before `olderThan`
    * whose newest part is older too: an upload that still receives parts is in
-   * progress, however long ago it started. A store that does not implement the
-   * listing (s3rver answers NotImplemented) has nothing this can do: 0.
+   * progress, however long ago it started. Keys under `o.skip` are left alone
+   * (resumable uploads, whose parts may rest for as long as the upload lives). A
+   * store that does not implement the listing answers NotImplemented: 0.
    */
-  async abortStaleMultipartUploads(olderThan: Date, prefix?: string, o: { pageSize?: number } = {}): Promise<number> {
+  async abortStaleMultipartUploads(olderThan: Date, prefix?: string, o: { pageSize?: number; skip?: string } = {}): Promise<number> {
     let aborted = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -592,6 +608,7 @@ export class S3Storage implements Storage {
       }
       for (const u of out.Uploads ?? []) {
         if (!u.Key || !u.UploadId || !u.Initiated || u.Initiated.getTime() >= olderThan.getTime()) continue;
+        if (o.skip !== undefined && u.Key.startsWith(o.skip)) continue;
         if ((await this.newestPartTime(u.Key, u.UploadId)) >= olderThan.getTime()) continue;
         try {
           await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));

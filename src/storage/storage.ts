@@ -148,9 +148,10 @@ export interface Storage {
    * Aborts multipart uploads (of keys starting with `prefix`, when given) that were
    * started before the date and received no part since: what a crashed process or a
    * failed abort left behind (the store keeps their parts, and bills them, until
-   * then). Returns how many were aborted (S3 only; 0 where the store cannot list them).
+   * then). Keys starting with `options.skip` are left alone. Returns how many were
+   * aborted (S3 only; 0 where the store cannot list them).
    */
-  abortStaleMultipartUploads?(olderThan: Date, prefix?: string): Promise<number>;
+  abortStaleMultipartUploads?(olderThan: Date, prefix?: string, options?: { skip?: string }): Promise<number>;
   /** Throws when the backend cannot be reached (readiness). */
   check(): Promise<void>;
   /**

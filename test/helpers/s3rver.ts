@@ -1,4 +1,5 @@
 import S3rver from 's3rver';
+import { addMultipartOperations } from './s3rver-multipart.js';
 
 export const TEST_BUCKET = 'media-test';
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
@@ -12,6 +13,7 @@ export async function startS3rver(directory: string): Promise<{ endpoint: string
     silent: true,
     configureBuckets: [{ name: TEST_BUCKET, configs: [] }],
   });
+  addMultipartOperations(server, directory);
   const address = (await server.run()) as { port: number };
   return { endpoint: `http://127.0.0.1:${address.port}`, close: () => server.close() };
 }

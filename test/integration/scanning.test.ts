@@ -15,6 +15,7 @@ import { jpeg, pdfBytes } from '../helpers/files.js';
 import { EICAR, EICAR_SIGNATURE, startClamd, type RunningClamd } from '../helpers/clamd.js';
 import { expectNothingStored } from '../helpers/security.js';
 import { storedKeys } from '../helpers/stored.js';
+import { Upload as TusUpload, type DetailedError } from 'tus-js-client';
 
 // Malware scanning (issue 15): with CLAMD_URL every file, on every entry point, is
 // streamed to clamd while it is stored; the EICAR test pattern is refused with
@@ -124,6 +125,38 @@ describe(`malware scanning on every entry point (${STORE})`, () => {
     expectMalware(r);
     expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(1);
     expect(await storedKeys(app, tenant)).toEqual(before);
+  });
+
+  it('resumable (tus): an infected upload is refused when its last byte arrives (422 MALWARE_DETECTED) and nothing of it remains; a clean one is stored', async () => {
+    const tenant = newTenant('sc');
+    const token = await app.token(tenant);
+    const send = (data: Buffer, filename: string) =>
+      new Promise<{ status?: number; body?: string; mediaId?: string | null }>((resolve) => {
+        const upload = new TusUpload(data, {
+          endpoint: `${app.url}/uploads/resumable`,
+          headers: { Authorization: `Bearer ${token}` },
+          metadata: { entityType: 'property', entityId: 'p1', filename },
+          retryDelays: [],
+          chunkSize: 64 * 1024,
+          onSuccess: ({ lastResponse }) => resolve({ mediaId: lastResponse.getHeader('Media-Id') }),
+          onError: (e) => {
+            const res = (e as DetailedError).originalResponse;
+            resolve({ status: res?.getStatus(), body: res?.getBody() });
+          },
+        });
+        upload.start();
+      });
+    const bad = await send(infectedPdf(), 'bad.pdf');
+    expect(bad.status).toBe(422);
+    expect(bad.body).toContain('MALWARE_DETECTED');
+    expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
+    expect(await storedKeys(app, tenant)).toEqual([]);
+    const clean = cleanPdf();
+    const good = await send(clean, 'good.pdf');
+    expect(good.mediaId).toBeTruthy();
+    const m = await app.db.prisma.media.findFirstOrThrow({ where: { tenantId: tenant, id: good.mediaId! } });
+    expect(Number(m.fileSize)).toBe(clean.length);
+    expect(app.logs.some((l) => l['event'] === 'SCAN_INFECTED' && l['tenant'] === tenant && l['source'] === 'resumable')).toBe(true);
   });
 
   it('/readyz checks the scanner', async () => {

@@ -70,8 +70,8 @@ describe('orphan sweep', () => {
     expect(report!.deletedMediaPurged).toBeGreaterThanOrEqual(1);
     expect(report!.directUploadsRemoved).toBeGreaterThanOrEqual(1);
     expect(report!.orphanGroupsDeleted).toBeGreaterThanOrEqual(1);
-    // This test leaves no multipart upload (local disk has none; s3rver cannot list them and
-    // counts 0; rgw-multipart-leftovers.test.ts covers the store that can).
+    // This test leaves no multipart upload (local disk has none; s3rver lists them through
+    // test/helpers/s3rver-multipart.ts; rgw-multipart-leftovers.test.ts covers a real store).
     expect(report!.multipartUploadsAborted).toBe(0);
 
     const keys = await storedKeys(app, tenant);

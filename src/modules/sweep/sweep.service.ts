@@ -9,6 +9,8 @@ import type { VariantRecord } from '../media/media.record.js';
 import type { MediaService } from '../media/media.service.js';
 import { purgeAsset } from '../assets/asset.service.js';
 import type { ProgressCallback } from '../../util/progress.js';
+import type { ResumableSweep } from '../resumable-uploads/resumable-sweep.js';
+import { TUS_PREFIX } from '../resumable-uploads/tus-keys.js';
 
 export interface SweepReport {
   /** Deleted media whose objects and row were purged. */
@@ -21,6 +23,8 @@ export interface SweepReport {
   staleMediaObjectsDeleted: number;
   /** Expired, never-completed or finished direct upload tickets removed. */
   directUploadsRemoved: number;
+  /** Expired resumable (tus) uploads removed with their bytes (S3: their multipart uploads aborted), and their leftovers. */
+  resumableUploadsRemoved: number;
   /** Object groups ({tenant}/{id}/) with no row, deleted. */
   orphanGroupsDeleted: number;
   /** Temporary files of interrupted writes removed (local disk). */
@@ -117,7 +121,7 @@ export interface SweepOptions {
 }
 
 /** The sweep's steps, in order, as its progress reports name them. */
-export const SWEEP_STEPS = ['deleted media', 'deleted assets', 'direct uploads', 'stored objects', 'temporary files', 'multipart uploads'] as const;
+export const SWEEP_STEPS = ['deleted media', 'deleted assets', 'direct uploads', 'resumable uploads', 'stored objects', 'temporary files', 'multipart uploads'] as const;
 
 /**
  * Finishes what a crash or a fault left half-done (SPEC 15), in both directions:
@@ -131,7 +135,18 @@ export const SWEEP_STEPS = ['deleted media', 'deleted assets', 'direct uploads',
  * idempotent.
  */
 export class SweepService {
-  constructor(private readonly deps: { prisma: PrismaClient; pool: pg.Pool; storage: Storage; media: MediaService; logger: Logger; metrics?: Metrics }) {}
+  constructor(
+    private readonly deps: {
+      prisma: PrismaClient;
+      pool: pg.Pool;
+      storage: Storage;
+      media: MediaService;
+      logger: Logger;
+      metrics?: Metrics;
+      /** Expired resumable uploads (absent: the step is skipped). */
+      resumable?: ResumableSweep;
+    },
+  ) {}
 
   /**
    * Null: another sweep holds the lock.
@@ -168,6 +183,7 @@ export class SweepService {
       staleAssetObjectsDeleted: 0,
       staleMediaObjectsDeleted: 0,
       directUploadsRemoved: 0,
+      resumableUploadsRemoved: 0,
       orphanGroupsDeleted: 0,
       temporaryRemoved: 0,
       multipartUploadsAborted: 0,
@@ -248,6 +264,17 @@ export class SweepService {
       report.directUploadsRemoved++;
     }
 
+    // Resumable uploads keep their bytes outside every media group (TUS_PREFIX): they
+    // expire by their rows, and their multipart uploads are judged by that, not by
+    // the stale-multipart rule below (a client may rest for hours between PATCHes).
+    if (this.deps.resumable) {
+      progress({ step: 'resumable uploads', done: 0 });
+      const r = await this.deps.resumable.run({ cutoff, objectCutoff, tenant, check: () => lock.check() });
+      report.resumableUploadsRemoved = r.removed;
+      report.multipartUploadsAborted += r.aborted;
+      progress({ step: 'resumable uploads', done: r.removed });
+    }
+
     Object.assign(report, await this.sweepOrphanObjects(objectCutoff, tenant, lock, progress));
     lock.check();
     if (!tenant) {
@@ -257,10 +284,11 @@ export class SweepService {
     }
     // Every multipart upload is a write of the service's own (keys are never the
     // client's): one that started before the cutoff and received no part since is
-    // a leftover. With a tenant, only keys under {tenant}/.
+    // a leftover. With a tenant, only keys under {tenant}/. Resumable uploads' are
+    // judged by their rows (above).
     lock.check();
     progress({ step: 'multipart uploads', done: 0 });
-    report.multipartUploadsAborted = (await this.deps.storage.abortStaleMultipartUploads?.(objectCutoff, tenant ? `${tenant}/` : undefined)) ?? 0;
+    report.multipartUploadsAborted += (await this.deps.storage.abortStaleMultipartUploads?.(objectCutoff, tenant ? `${tenant}/` : undefined, { skip: TUS_PREFIX })) ?? 0;
     progress({ step: 'multipart uploads', done: report.multipartUploadsAborted });
     if (report.multipartUploadsAborted > 0) this.deps.logger.info({ count: report.multipartUploadsAborted }, 'sweep: aborted stale multipart uploads');
     return report;

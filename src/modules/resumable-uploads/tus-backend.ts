@@ -1,0 +1,138 @@
+import { chmod, mkdir, open, rm } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { FileStore } from '@tus/file-store';
+import { S3Store } from '@tus/s3-store';
+import { ERRORS, type DataStore, type KvStore, type Upload } from '@tus/utils';
+import type { Logger } from '../../logger.js';
+import type { Storage } from '../../storage/index.js';
+import type { S3Storage } from '../../storage/s3.js';
+
+import { TUS_PREFIX } from './tus-keys.js';
+
+export { TUS_PREFIX };
+
+/** S3 part size of resumable uploads (tus's default; at least S3's 5 MiB minimum). */
+const S3_PART_SIZE = 8 * 1024 * 1024;
+/** Parts in flight at once per instance (each buffered in a temporary file first). */
+const S3_PARTS_IN_FLIGHT = 8;
+/** Upload records an instance keeps in memory (the S3 store re-reads a record it dropped). */
+const S3_RECORDS_CACHED = 10_000;
+
+/** The tus data store of the configured driver, with what the service needs beyond tus's interface. */
+export interface TusBackend {
+  /** The @tus/file-store or @tus/s3-store instance; it takes storeId(id) as ids. */
+  readonly store: DataStore;
+  storeId(id: string): string;
+  /** Storage key of the upload's bytes: one object once they are complete. */
+  dataKey(id: string): string;
+  /** Makes the bytes of a complete upload the object at dataKey (S3: completes the multipart upload a crash left open). */
+  assemble(id: string, length: number): Promise<void>;
+  /** Removes everything the upload stored (bytes, parts, the store's record); idempotent. */
+  purge(id: string): Promise<void>;
+  /** The upload id of a storage key under TUS_PREFIX (the sweep lists them), or undefined. */
+  idOfKey(key: string): string | undefined;
+}
+
+const KEY_RE = /^tus-uploads\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.(?:info|part|json))?$/;
+const idOfKey = (key: string) => KEY_RE.exec(key)?.[1];
+
+export function createTusBackend(storage: Storage, o: { blobRoot: string; logger: Logger }): TusBackend {
+  if (storage.driver === 's3') {
+    const s3 = storage as S3Storage;
+    if (typeof s3.clientConfig !== 'function') throw new Error('resumable uploads on S3 need the S3 driver (S3Storage.clientConfig)');
+    return s3Backend(storage, s3.clientConfig());
+  }
+  return localBackend(o.blobRoot);
+}
+
+/** @tus/file-store whose files are readable by the service's user only, like every blob. */
+class PrivateFileStore extends FileStore {
+  override async create(file: Upload): Promise<Upload> {
+    const out = await super.create(file);
+    await chmod(path.join(this.directory, file.id), 0o600);
+    return out;
+  }
+}
+
+function localBackend(blobRoot: string): TusBackend {
+  const directory = path.join(blobRoot, TUS_PREFIX.slice(0, -1));
+  // Before FileStore's constructor, which creates it world-writable (0777) in a
+  // callback that would throw out of the event loop on failure.
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const store = new PrivateFileStore({ directory });
+  return {
+    store,
+    storeId: (id) => id,
+    dataKey: (id) => `${TUS_PREFIX}${id}`,
+    // The file store writes without syncing: the bytes are on disk before a media row points at them.
+    assemble: async (id) => {
+      const fh = await open(path.join(directory, id), 'r+');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    },
+    purge: async (id) => {
+      await mkdir(directory, { recursive: true, mode: 0o700 });
+      await rm(path.join(directory, id), { force: true });
+      await rm(path.join(directory, `${id}.json`), { force: true });
+    },
+    idOfKey,
+  };
+}
+
+/** A KvStore in memory that forgets its oldest entries beyond `max` (S3Store's default cache never forgets). */
+class BoundedKvStore<T> implements KvStore<T> {
+  private readonly map = new Map<string, T>();
+  constructor(private readonly max: number) {}
+  async get(key: string): Promise<T | undefined> {
+    return this.map.get(key);
+  }
+  async set(key: string, value: T): Promise<void> {
+    this.map.delete(key);
+    this.map.set(key, value);
+    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
+  }
+  async delete(key: string): Promise<void> {
+    this.map.delete(key);
+  }
+}
+
+function s3Backend(storage: Storage, clientConfig: ReturnType<S3Storage['clientConfig']>): TusBackend {
+  const cache = new BoundedKvStore<never>(S3_RECORDS_CACHED);
+  const store = new S3Store({
+    s3ClientConfig: clientConfig,
+    partSize: S3_PART_SIZE,
+    maxConcurrentPartUploads: S3_PARTS_IN_FLIGHT,
+    // Expiry is the service's (its rows and the sweep), not bucket lifecycle rules on tags.
+    useTags: false,
+    cache: cache as KvStore<never>,
+  });
+  const storeId = (id: string) => `${TUS_PREFIX}${id}`;
+  return {
+    store,
+    storeId,
+    dataKey: storeId,
+    assemble: async (id, length) => {
+      if (await storage.head(storeId(id))) return;
+      // All parts are there but the multipart upload was not completed (the writer stopped
+      // in between): a write of nothing at the end completes it.
+      await store.write(Readable.from([]), storeId(id), length);
+    },
+    purge: async (id) => {
+      const key = storeId(id);
+      // Aborts the multipart upload its record names and deletes the object and the record;
+      // a record already gone (completed, purged, or never written) leaves the rest to the deletes below.
+      await store.remove(key).catch((e: unknown) => {
+        if (e !== ERRORS.FILE_NOT_FOUND && (e as { name?: string }).name !== 'NoSuchUpload' && (e as { name?: string }).name !== 'NoSuchKey') throw e;
+      });
+      await cache.delete(key);
+      // The store's remove() leaves the incomplete part (`.part`) behind, and keeps everything when its record is gone.
+      for (const k of [key, `${key}.info`, `${key}.part`]) await storage.delete(k);
+    },
+    idOfKey,
+  };
+}
