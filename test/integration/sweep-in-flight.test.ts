@@ -81,7 +81,8 @@ describe('the sweep and writes in flight', () => {
   it('an upload between its store and its commit survives a sweep with no grace period, and serves its bytes', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
-    await slow(tenant, 3);
+    // As long as the commit's transaction may take (Prisma's 5 s): the checks below run before it commits, even on a loaded machine.
+    await slow(tenant, 4.5);
     const file = await jpeg(900, 600);
     const uploading = ok(app.url, UploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
     // The original is stored (all an upload stores: its variants render on request); the commit sleeps in its transaction.
