@@ -122,7 +122,8 @@ export function resumableUploadRoutes(services: Services): Router {
     for (const name of [...response.headers.keys()]) if (name.startsWith('access-control-')) response.headers.delete(name);
     if (req.method === 'HEAD' && response.status === 200) {
       const offset = response.headers.get('upload-offset');
-      const id = req.path.replace(/^\/+|\/+$/g, '');
+      // The upload tus answered for: the last segment of the path, as tus reads it.
+      const id = req.path.split('/').filter(Boolean).pop() ?? '';
       try {
         const progress = await resumable.progressOf(id);
         if (offset !== null && offset === response.headers.get('upload-length')) {

@@ -23,7 +23,7 @@ let app: TestApp;
 let other: (TestApp & { close(o?: { keepData?: boolean }): Promise<void> }) | undefined;
 /** A second instance on the same database and storage (local disk: the same DATA_DIR; S3: the same bucket). */
 async function otherInstance(): Promise<TestApp> {
-  other ??= await startTestApp({ ...(STORAGE_DRIVER === 'local' ? { dataDir: app.dataDir } : {}), env: { SWEEP_INTERVAL_SECONDS: '0', RESUMABLE_UPLOAD_MAX_OUTSTANDING: '3' } });
+  other ??= await startTestApp({ ...(STORAGE_DRIVER === 'local' ? { dataDir: app.dataDir } : {}), env: { SWEEP_INTERVAL_SECONDS: '0', RESUMABLE_UPLOAD_MAX_OUTSTANDING: '3', RESUMABLE_LOCK_TIMEOUT_MS: '1000' } });
   return other;
 }
 beforeAll(async () => {
@@ -315,6 +315,29 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
     // The waiter on the other instance reached this one's holder (NOTIFY).
     expect(asked).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a request that cannot get the lock within RESUMABLE_LOCK_TIMEOUT_MS is 423 Locked (tus clients retry it)', async () => {
+    const other = await otherInstance();
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const id = idOf((await create(token, MiB)).headers.get('location')!);
+    const lock = app.services.resumable.locker.newLock(id);
+    let asked = 0;
+    await lock.lock(new AbortController().signal, () => void asked++);
+    try {
+      const t0 = Date.now();
+      const res = await call('HEAD', `${other.url}${ENDPOINT}/${id}`, token);
+      expect(res.status).toBe(423);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+      const patch = await call('PATCH', `${other.url}${ENDPOINT}/${id}`, token, { 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' }, Buffer.alloc(1000));
+      expect(patch.status).toBe(423);
+      expect(await errorOf(patch)).toMatchObject({ code: 'CONFLICT' });
+      expect(asked).toBeGreaterThanOrEqual(2);
+    } finally {
+      await lock.unlock();
+    }
+    expect((await call('HEAD', `${other.url}${ENDPOINT}/${id}`, token)).status).toBe(200);
   });
 
   it('a PATCH whose lock connection dies stops at once; the lock is free, and the upload resumes intact', async () => {
