@@ -297,6 +297,24 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect((await call('HEAD', first.url!, token)).headers.get('media-id')).toBe(second.mediaId);
   }, 120_000);
 
+  it('a write by another instance in between: the first instance does not trust what it inspected, it reads the stored bytes', async () => {
+    const other = await otherInstance();
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const data = await mp4Bytes(10 * MiB);
+    const first = await tus(data, { token, cutAt: 4 * MiB });
+    const id = idOf(first.url!);
+    const offset = (await call('HEAD', first.url!, token)).headers.get('upload-offset')!;
+    // An empty PATCH on the other instance: same offset, but not this instance's write.
+    const empty = await call('PATCH', `${other.url}${ENDPOINT}/${id}`, token, { 'Upload-Offset': offset, 'Content-Type': 'application/offset+octet-stream' }, Buffer.alloc(0));
+    expect(empty.status).toBe(204);
+    expect(empty.headers.get('upload-offset')).toBe(offset);
+    const rest = await tus(data, { token, uploadUrl: first.url! });
+    expect(rest.patchOffsets).toEqual([Number(offset)]);
+    expect(sha256(await content(token, rest.mediaId!))).toBe(sha256(data));
+    expect(inspected(app, id)).toBe('read back');
+  }, 60_000);
+
   it('a lock held on one instance makes a request on another wait, and asks the holder to let go', async () => {
     const other = await otherInstance();
     const tenant = newTenant();

@@ -24,6 +24,10 @@ CREATE TABLE "resumable_upload" (
     "detected_type" TEXT,
     -- The client's Upload-Metadata as parsed (HEAD answers echo it).
     "metadata" JSONB NOT NULL,
+    -- Who wrote the upload's bytes last: the token of the running inspection that saw
+    -- them on their way in, or another value (a write without one). An inspection is
+    -- used at completion only when every write since byte 0 was its own.
+    "writer" UUID,
     "media_id" UUID,
     "created_at" TIMESTAMPTZ(3) NOT NULL DEFAULT now(),
     "expires_at" TIMESTAMPTZ(3) NOT NULL,

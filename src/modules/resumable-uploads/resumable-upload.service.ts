@@ -44,6 +44,7 @@ export interface ResumableRow {
   length: bigint;
   detected_type: string | null;
   metadata: Record<string, string | null>;
+  writer: string | null;
   media_id: string | null;
   created_at: Date;
   expires_at: Date;
@@ -93,7 +94,7 @@ export class ResumableUploadService {
    * on their way into the store, from byte 0, in order. When it covers every byte at
    * completion, the stored bytes need not be read again.
    */
-  private readonly inspections = new Map<string, { run: RunningInspection; usedAt: number }>();
+  private readonly inspections = new Map<string, { run: RunningInspection; token: string; usedAt: number }>();
 
   constructor(private readonly deps: ResumableUploadDeps) {
     this.store = new ResumableStore(this, deps.ttlSeconds * 1000);
@@ -239,22 +240,20 @@ export class ResumableUploadService {
       return length;
     }
     const { backend, locker } = this.deps;
+    if (row.detected_type === null && offset !== 0) throw errors.internal(new Error(`resumable upload ${id} has bytes (offset ${offset}) but no detected type`));
+    const { run: inspection, token } = this.inspectionFor(row, offset);
+    // Recorded before a byte is written: a write of another instance in between makes this inspection useless.
+    await this.deps.prisma.$executeRaw`UPDATE resumable_upload SET writer = ${token}::uuid WHERE id = ${id}::uuid`.catch((e: unknown) => {
+      this.dropInspection(id);
+      throw errors.storageUnavailable(e);
+    });
     let source: Readable = stream;
     let gate: HeadGate | undefined;
     if (row.detected_type === null) {
-      if (offset !== 0) throw errors.internal(new Error(`resumable upload ${id} has bytes (offset ${offset}) but no detected type`));
       gate = new HeadGate(Math.min(HEAD_BYTES, length), (head) => this.decideType(row, head));
-      stream.on('error', (e) => gate!.destroy(e));
-      stream.pipe(gate);
-      source = gate;
+      source = join(source, gate);
     }
-    const inspection = this.inspectionFor(row, offset);
-    if (inspection) {
-      const tee = new InspectionTee(inspection);
-      source.on('error', (e) => tee.destroy(e));
-      source.pipe(tee);
-      source = tee;
-    }
+    if (inspection) source = join(source, new InspectionTee(inspection));
     // Not one byte without the lock: when its connection fails, the body is cut at once.
     const lost = locker.lostSignal(id);
     const onLost = () => source.destroy(errors.storageUnavailable(lost?.reason));
@@ -281,20 +280,22 @@ export class ResumableUploadService {
    * went through another instance, or an inspection was dropped): then completion
    * reads the stored bytes.
    */
-  private inspectionFor(row: ResumableRow, offset: number): RunningInspection | undefined {
+  private inspectionFor(row: ResumableRow, offset: number): { run: RunningInspection | undefined; token: string } {
     const now = Date.now();
     const entry = this.inspections.get(row.id);
-    if (entry && entry.run.failure === undefined && entry.run.bytes === offset && offset > 0) {
+    // Its own bytes only: it wrote last (row.writer), and saw exactly the bytes before `offset`.
+    if (entry && entry.run.failure === undefined && entry.run.bytes === offset && offset > 0 && row.writer === entry.token) {
       entry.usedAt = now;
-      return entry.run;
+      return { run: entry.run, token: entry.token };
     }
     this.dropInspection(row.id);
-    if (offset !== 0) return undefined;
+    if (offset !== 0) return { run: undefined, token: randomUUID() };
     for (const [id, e] of this.inspections) if (now - e.usedAt > INSPECTION_IDLE_MS) this.dropInspection(id);
     if (this.inspections.size >= MAX_INSPECTIONS) this.dropInspection(this.inspections.keys().next().value!);
     const run = new RunningInspection({ fileName: row.file_name, accept: (mime) => this.deps.policies.limitFor(this.planOf(row).policy, mime) });
-    this.inspections.set(row.id, { run, usedAt: now });
-    return run;
+    const token = randomUUID();
+    this.inspections.set(row.id, { run, token, usedAt: now });
+    return { run, token };
   }
 
   private dropInspection(id: string): void {
@@ -302,12 +303,12 @@ export class ResumableUploadService {
     this.inspections.delete(id);
   }
 
-  /** The facts of the running inspection that saw all `length` bytes of the upload, once; undefined when there is none. */
-  private async takeInspection(id: string, length: number): Promise<InspectResult | undefined> {
-    const entry = this.inspections.get(id);
-    this.inspections.delete(id);
+  /** The facts of the running inspection that saw all `length` bytes of the upload (and wrote them), once; undefined when there is none. */
+  private async takeInspection(row: ResumableRow, length: number): Promise<InspectResult | undefined> {
+    const entry = this.inspections.get(row.id);
+    this.inspections.delete(row.id);
     if (!entry) return undefined;
-    if (entry.run.bytes !== length || entry.run.failure !== undefined) {
+    if (entry.run.bytes !== length || entry.run.failure !== undefined || row.writer !== entry.token) {
       entry.run.abort();
       return undefined;
     }
@@ -372,7 +373,7 @@ export class ResumableUploadService {
     }
     // Every byte went through one inspection on its way into the store (every PATCH
     // came to this instance, in order), or the stored bytes are read once now.
-    const running = await this.takeInspection(row.id, length);
+    const running = await this.takeInspection(row, length);
     // Before the new media's first object: the sweep leaves its group alone until the commit.
     const write = await pending.begin(tenant, mediaId);
     try {
@@ -469,6 +470,25 @@ export class ResumableUploadService {
   private async forget(id: string): Promise<void> {
     await this.deps.prisma.$executeRaw`DELETE FROM resumable_upload WHERE id = ${id}::uuid`;
   }
+}
+
+/**
+ * Pipes `from` into `to`, and fails `to` when `from` fails or closes before its end,
+ * whenever that happened (the body may have failed while this request awaited the
+ * database): a stage left waiting on a dead source would hold the upload's lock forever.
+ */
+function join<T extends Transform>(from: Readable, to: T): T {
+  const dead = () => from.errored ?? new Error('the body stream closed before its end');
+  if (from.errored || (from.destroyed && !from.readableEnded)) {
+    to.destroy(dead());
+    return to;
+  }
+  from.on('error', (e) => to.destroy(e));
+  from.on('close', () => {
+    if (!from.readableEnded) to.destroy(dead());
+  });
+  from.pipe(to);
+  return to;
 }
 
 /** The largest size an entity type accepts for any of its types. */
