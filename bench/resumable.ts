@@ -210,6 +210,8 @@ async function benchDriver(driver: 'local' | 's3', work: string, file: string, s
     LOG_LEVEL: 'warn',
     SWEEP_INTERVAL_SECONDS: '0',
     MEDIA_KIND_LIMITS_MB: `VIDEO=${Math.ceil(size / MiB) + 1}`,
+    // A free port for the service's embedded PostgreSQL: another one may hold the default.
+    EMBEDDED_PG_PORT: '0',
   };
   if (driver === 's3') {
     s3 = await startBenchStore('s3', path.join(work, driver), BUCKET);

@@ -1,4 +1,4 @@
-import { chmod, mkdir, open, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import type { Storage } from '../../storage/index.js';
 import type { S3Storage } from '../../storage/s3.js';
 
 import { TUS_PREFIX } from './tus-keys.js';
+import { giveBack } from './body-blocks.js';
 
 export { TUS_PREFIX };
 
@@ -43,12 +44,44 @@ export function createTusBackend(storage: Storage, o: { blobRoot: string; logger
   return storage.driver === 's3' ? s3Backend(storage) : localBackend(o.blobRoot);
 }
 
-/** @tus/file-store whose files are readable by the service's user only, like every blob. */
+/**
+ * @tus/file-store whose files are readable by the service's user only, like every
+ * blob, and whose writer gives the body's blocks back once their bytes are in the
+ * file (body-blocks.ts). One write in flight at a time, as FileStore's own
+ * fs.WriteStream does; what was written before a failure stays (tus resumes from the
+ * file's size).
+ */
 class PrivateFileStore extends FileStore {
   override async create(file: Upload): Promise<Upload> {
     const out = await super.create(file);
     await chmod(path.join(this.directory, file.id), 0o600);
     return out;
+  }
+
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path.join(this.directory, id), 'r+');
+    } catch {
+      throw ERRORS.FILE_NOT_FOUND;
+    }
+    let position = offset;
+    try {
+      for await (const chunk of readable) {
+        const buf = chunk as Buffer;
+        for (let done = 0; done < buf.length; ) {
+          const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+          done += bytesWritten;
+        }
+        position += buf.length;
+        giveBack(buf);
+      }
+    } catch {
+      throw ERRORS.FILE_WRITE_ERROR;
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+    return position;
   }
 }
 
