@@ -3,8 +3,8 @@
 -- (entity, tags, role: decided and checked at creation) and the upload's state. The
 -- bytes live outside every media group, under tus-uploads/{id} (a file on local
 -- disk, a multipart upload on S3); on the last byte they are copied to the new
--- media's own key and verified there, and the media is committed in a transaction
--- that sets media_id (once: a second completion finds it set). The row stays
+-- media's own key (inspected on their way in, or read back there), and the media is
+-- committed in a transaction that sets media_id (once: a second completion finds it set). The row stays
 -- until it expires, so that a client resuming a finished upload learns its media;
 -- the sweep removes expired rows and the bytes of unfinished ones.
 CREATE TABLE "resumable_upload" (

@@ -80,9 +80,11 @@ const ENDS_THE_UPLOAD: ReadonlySet<string> = new Set(['UNSUPPORTED_MEDIA_TYPE', 
  * upload will be (entity, tags, role, STANDARD level, size limit) is decided at
  * creation from its Upload-Metadata and recorded in its row before the tus store
  * creates anything; the type is decided from the first bytes (HEAD_BYTES, held
- * back until then, so that nothing of a refused type is ever stored); on the last
- * byte the bytes are copied to the new media's own key, inspected there as an
- * upload's are (type, size limit, SHA-256, pages, duration), and the media is
+ * back until then, so that nothing of a refused type is ever stored); every byte
+ * passes once through the upload pipeline's inspection (type, size limit, SHA-256,
+ * pages, duration): on its way into the store, or, when the bytes did not all come
+ * through this instance's inspection, read back from storage at completion; on the
+ * last byte the bytes are copied to the new media's own key and the media is
  * committed with its row's media_id in one transaction, under a pending write.
  * `store` is the DataStore the tus server uses: it maps tus's calls onto these rules
  * and the driver's tus store (TusBackend).
@@ -335,10 +337,11 @@ export class ResumableUploadService {
    * Makes the media of an upload whose bytes are all there, once: under the
    * upload's lock, a second call (a retried final PATCH, a HEAD) finds media_id set
    * and returns it. The bytes are copied to the new media's own key (a hard link on
-   * local disk, a server-side copy on S3), inspected there (the stored bytes, read
-   * once), and the media, attachment, tags and role are committed with media_id in
-   * one transaction, under a pending write. A refusal that no retry can fix ends
-   * the upload; any other failure keeps it for the next request.
+   * local disk, a server-side copy on S3); their facts are the running inspection's
+   * when it saw (and wrote) every byte, else the copy is read once and inspected; the
+   * media, attachment, tags and role are committed with media_id in one transaction,
+   * under a pending write. A refusal that no retry can fix ends the upload; any other
+   * failure keeps it for the next request.
    */
   async finish(id: string): Promise<string> {
     const lock = this.deps.locker.newLock(id);
