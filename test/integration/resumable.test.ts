@@ -2,11 +2,11 @@
 // the run's driver (local disk: @tus/file-store; S3: @tus/s3-store, whose parts go
 // to a multipart upload of the bucket).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
+import crypto, { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { DefaultHttpStack, Upload, type DetailedError, type HttpRequest, type HttpStack } from 'tus-js-client';
 import { ResumableUploadStateDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, STORAGE_DRIVER, testS3Options, type TestApp } from '../helpers/app.js';
@@ -15,6 +15,9 @@ import { mp4, pdfBytes } from '../helpers/files.js';
 import { recordUncaught } from '../helpers/security.js';
 import { sweepTenant } from '../helpers/sweep.js';
 import { TUS_PREFIX } from '../../src/modules/resumable-uploads/tus-keys.js';
+import { ResumableSweep } from '../../src/modules/resumable-uploads/resumable-sweep.js';
+import { createTusBackend } from '../../src/modules/resumable-uploads/tus-backend.js';
+import { createLogger } from '../../src/logger.js';
 
 const MiB = 1024 * 1024;
 const ENDPOINT = '/uploads/resumable';
@@ -23,7 +26,7 @@ let app: TestApp;
 let other: (TestApp & { close(o?: { keepData?: boolean }): Promise<void> }) | undefined;
 /** A second instance on the same database and storage (local disk: the same DATA_DIR; S3: the same bucket). */
 async function otherInstance(): Promise<TestApp> {
-  other ??= await startTestApp({ ...(STORAGE_DRIVER === 'local' ? { dataDir: app.dataDir } : {}), env: { SWEEP_INTERVAL_SECONDS: '0', RESUMABLE_UPLOAD_MAX_OUTSTANDING: '3' } });
+  other ??= await startTestApp({ ...(STORAGE_DRIVER === 'local' ? { dataDir: app.dataDir } : {}), env: { SWEEP_INTERVAL_SECONDS: '0', RESUMABLE_UPLOAD_MAX_OUTSTANDING: '3', RESUMABLE_LOCK_TIMEOUT_MS: '1000' } });
   return other;
 }
 beforeAll(async () => {
@@ -297,6 +300,24 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect((await call('HEAD', first.url!, token)).headers.get('media-id')).toBe(second.mediaId);
   }, 120_000);
 
+  it('a write by another instance in between: the first instance does not trust what it inspected, it reads the stored bytes', async () => {
+    const other = await otherInstance();
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const data = await mp4Bytes(10 * MiB);
+    const first = await tus(data, { token, cutAt: 4 * MiB });
+    const id = idOf(first.url!);
+    const offset = (await call('HEAD', first.url!, token)).headers.get('upload-offset')!;
+    // An empty PATCH on the other instance: same offset, but not this instance's write.
+    const empty = await call('PATCH', `${other.url}${ENDPOINT}/${id}`, token, { 'Upload-Offset': offset, 'Content-Type': 'application/offset+octet-stream' }, Buffer.alloc(0));
+    expect(empty.status).toBe(204);
+    expect(empty.headers.get('upload-offset')).toBe(offset);
+    const rest = await tus(data, { token, uploadUrl: first.url! });
+    expect(rest.patchOffsets).toEqual([Number(offset)]);
+    expect(sha256(await content(token, rest.mediaId!))).toBe(sha256(data));
+    expect(inspected(app, id)).toBe('read back');
+  }, 60_000);
+
   it('a lock held on one instance makes a request on another wait, and asks the holder to let go', async () => {
     const other = await otherInstance();
     const tenant = newTenant();
@@ -315,6 +336,29 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
     // The waiter on the other instance reached this one's holder (NOTIFY).
     expect(asked).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a request that cannot get the lock within RESUMABLE_LOCK_TIMEOUT_MS is 423 Locked (tus clients retry it)', async () => {
+    const other = await otherInstance();
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const id = idOf((await create(token, MiB)).headers.get('location')!);
+    const lock = app.services.resumable.locker.newLock(id);
+    let asked = 0;
+    await lock.lock(new AbortController().signal, () => void asked++);
+    try {
+      const t0 = Date.now();
+      const res = await call('HEAD', `${other.url}${ENDPOINT}/${id}`, token);
+      expect(res.status).toBe(423);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+      const patch = await call('PATCH', `${other.url}${ENDPOINT}/${id}`, token, { 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' }, Buffer.alloc(1000));
+      expect(patch.status).toBe(423);
+      expect(await errorOf(patch)).toMatchObject({ code: 'CONFLICT' });
+      expect(asked).toBeGreaterThanOrEqual(2);
+    } finally {
+      await lock.unlock();
+    }
+    expect((await call('HEAD', `${other.url}${ENDPOINT}/${id}`, token)).status).toBe(200);
   });
 
   it('a PATCH whose lock connection dies stops at once; the lock is free, and the upload resumes intact', async () => {
@@ -408,6 +452,40 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     await expectGone(id);
     expect(await state(token, id)).toBeNull();
     expect((await call('HEAD', first.url!, token)).status).toBe(404);
+  }, 60_000);
+
+  it('a whole-store sweep removes tus bytes no row claims, and (S3) multipart uploads older than an upload can live', async () => {
+    const tenant = newTenant();
+    const token = await app.token(tenant);
+    const data = await mp4Bytes(12 * MiB);
+    const first = await tus(data, { token, cutAt: 10 * MiB });
+    const id = idOf(first.url!);
+    // An interrupted removal: the row went, the bytes stayed.
+    await app.db.prisma.$executeRaw`DELETE FROM resumable_upload WHERE id = ${id}::uuid`;
+    expect((await tusObjects(id)).length).toBeGreaterThan(0);
+    // A creation that died between CreateMultipartUpload and its record (S3).
+    const stray = `${TUS_PREFIX}${crypto.randomUUID()}`;
+    const o = testS3Options();
+    const s3 = STORAGE_DRIVER === 's3' ? new S3Client({ region: 'us-east-1', endpoint: o.endpoint, forcePathStyle: true, credentials: o.credentials }) : undefined;
+    if (s3) await s3.send(new CreateMultipartUploadCommand({ Bucket: o.bucket, Key: stray }));
+    const sweep = new ResumableSweep({
+      prisma: app.db.prisma,
+      storage: app.services.storage,
+      locker: app.services.resumable.locker,
+      backend: createTusBackend(app.services.storage, { blobRoot: path.join(app.dataDir, 'blobs'), logger: createLogger('silent') }),
+      // No upload lives: every multipart upload under the prefix is past its life.
+      ttlSeconds: 0,
+      logger: createLogger('silent'),
+    });
+    const later = new Date(Date.now() + 2000);
+    const report = await sweep.run({ cutoff: new Date(0), objectCutoff: later, tenant: null, check: () => undefined });
+    expect(report.removed).toBeGreaterThanOrEqual(1);
+    await expectGone(id);
+    if (s3) {
+      expect(report.aborted).toBeGreaterThanOrEqual(1);
+      expect(await multipartUploads(stray)).toEqual([]);
+      s3.destroy();
+    }
   }, 60_000);
 
   it('the sweep leaves an expired upload alone while a request holds its lock', async () => {

@@ -47,6 +47,7 @@ export interface ResumableRow {
   length: bigint;
   detected_type: string | null;
   metadata: Record<string, string | null>;
+  writer: string | null;
   media_id: string | null;
   created_at: Date;
   expires_at: Date;
@@ -82,9 +83,11 @@ const ENDS_THE_UPLOAD: ReadonlySet<string> = new Set(['UNSUPPORTED_MEDIA_TYPE', 
  * upload will be (entity, tags, role, STANDARD level, size limit) is decided at
  * creation from its Upload-Metadata and recorded in its row before the tus store
  * creates anything; the type is decided from the first bytes (HEAD_BYTES, held
- * back until then, so that nothing of a refused type is ever stored); on the last
- * byte the bytes are copied to the new media's own key, inspected there as an
- * upload's are (type, size limit, SHA-256, pages, duration), and the media is
+ * back until then, so that nothing of a refused type is ever stored); every byte
+ * passes once through the upload pipeline's inspection (type, size limit, SHA-256,
+ * pages, duration): on its way into the store, or, when the bytes did not all come
+ * through this instance's inspection, read back from storage at completion; on the
+ * last byte the bytes are copied to the new media's own key and the media is
  * committed with its row's media_id in one transaction, under a pending write.
  * `store` is the DataStore the tus server uses: it maps tus's calls onto these rules
  * and the driver's tus store (TusBackend).
@@ -96,7 +99,7 @@ export class ResumableUploadService {
    * on their way into the store, from byte 0, in order. When it covers every byte at
    * completion, the stored bytes need not be read again.
    */
-  private readonly inspections = new Map<string, { run: RunningInspection; usedAt: number }>();
+  private readonly inspections = new Map<string, { run: RunningInspection; token: string; usedAt: number }>();
 
   constructor(private readonly deps: ResumableUploadDeps) {
     this.store = new ResumableStore(this, deps.ttlSeconds * 1000);
@@ -242,22 +245,20 @@ export class ResumableUploadService {
       return length;
     }
     const { backend, locker } = this.deps;
+    if (row.detected_type === null && offset !== 0) throw errors.internal(new Error(`resumable upload ${id} has bytes (offset ${offset}) but no detected type`));
+    const { run: inspection, token } = this.inspectionFor(row, offset);
+    // Recorded before a byte is written: a write of another instance in between makes this inspection useless.
+    await this.deps.prisma.$executeRaw`UPDATE resumable_upload SET writer = ${token}::uuid WHERE id = ${id}::uuid`.catch((e: unknown) => {
+      this.dropInspection(id);
+      throw errors.storageUnavailable(e);
+    });
     let source: Readable = stream;
     let gate: HeadGate | undefined;
     if (row.detected_type === null) {
-      if (offset !== 0) throw errors.internal(new Error(`resumable upload ${id} has bytes (offset ${offset}) but no detected type`));
       gate = new HeadGate(Math.min(HEAD_BYTES, length), (head) => this.decideType(row, head));
-      stream.on('error', (e) => gate!.destroy(e));
-      stream.pipe(gate);
-      source = gate;
+      source = join(source, gate);
     }
-    const inspection = this.inspectionFor(row, offset);
-    if (inspection) {
-      const tee = new InspectionTee(inspection);
-      source.on('error', (e) => tee.destroy(e));
-      source.pipe(tee);
-      source = tee;
-    }
+    if (inspection) source = join(source, new InspectionTee(inspection));
     // Not one byte without the lock: when its connection fails, the body is cut at once.
     const lost = locker.lostSignal(id);
     const onLost = () => source.destroy(errors.storageUnavailable(lost?.reason));
@@ -284,20 +285,22 @@ export class ResumableUploadService {
    * went through another instance, or an inspection was dropped): then completion
    * reads the stored bytes.
    */
-  private inspectionFor(row: ResumableRow, offset: number): RunningInspection | undefined {
+  private inspectionFor(row: ResumableRow, offset: number): { run: RunningInspection | undefined; token: string } {
     const now = Date.now();
     const entry = this.inspections.get(row.id);
-    if (entry && entry.run.failure === undefined && entry.run.bytes === offset && offset > 0) {
+    // Its own bytes only: it wrote last (row.writer), and saw exactly the bytes before `offset`.
+    if (entry && entry.run.failure === undefined && entry.run.bytes === offset && offset > 0 && row.writer === entry.token) {
       entry.usedAt = now;
-      return entry.run;
+      return { run: entry.run, token: entry.token };
     }
     this.dropInspection(row.id);
-    if (offset !== 0) return undefined;
+    if (offset !== 0) return { run: undefined, token: randomUUID() };
     for (const [id, e] of this.inspections) if (now - e.usedAt > INSPECTION_IDLE_MS) this.dropInspection(id);
     if (this.inspections.size >= MAX_INSPECTIONS) this.dropInspection(this.inspections.keys().next().value!);
     const run = new RunningInspection({ fileName: row.file_name, accept: (mime) => this.deps.policies.limitFor(this.planOf(row).policy, mime) });
-    this.inspections.set(row.id, { run, usedAt: now });
-    return run;
+    const token = randomUUID();
+    this.inspections.set(row.id, { run, token, usedAt: now });
+    return { run, token };
   }
 
   private dropInspection(id: string): void {
@@ -305,12 +308,12 @@ export class ResumableUploadService {
     this.inspections.delete(id);
   }
 
-  /** The facts of the running inspection that saw all `length` bytes of the upload, once; undefined when there is none. */
-  private async takeInspection(id: string, length: number): Promise<InspectResult | undefined> {
-    const entry = this.inspections.get(id);
-    this.inspections.delete(id);
+  /** The facts of the running inspection that saw all `length` bytes of the upload (and wrote them), once; undefined when there is none. */
+  private async takeInspection(row: ResumableRow, length: number): Promise<InspectResult | undefined> {
+    const entry = this.inspections.get(row.id);
+    this.inspections.delete(row.id);
     if (!entry) return undefined;
-    if (entry.run.bytes !== length || entry.run.failure !== undefined) {
+    if (entry.run.bytes !== length || entry.run.failure !== undefined || row.writer !== entry.token) {
       entry.run.abort();
       return undefined;
     }
@@ -337,10 +340,11 @@ export class ResumableUploadService {
    * Makes the media of an upload whose bytes are all there, once: under the
    * upload's lock, a second call (a retried final PATCH, a HEAD) finds media_id set
    * and returns it. The bytes are copied to the new media's own key (a hard link on
-   * local disk, a server-side copy on S3), inspected there (the stored bytes, read
-   * once), and the media, attachment, tags and role are committed with media_id in
-   * one transaction, under a pending write. A refusal that no retry can fix ends
-   * the upload; any other failure keeps it for the next request.
+   * local disk, a server-side copy on S3); their facts are the running inspection's
+   * when it saw (and wrote) every byte, else the copy is read once and inspected; the
+   * media, attachment, tags and role are committed with media_id in one transaction,
+   * under a pending write. A refusal that no retry can fix ends the upload; any other
+   * failure keeps it for the next request.
    */
   async finish(id: string): Promise<string> {
     const lock = this.deps.locker.newLock(id);
@@ -377,7 +381,7 @@ export class ResumableUploadService {
     // came to this instance, in order), or the stored bytes are read once now.
     // With scanning on, the finished bytes are always read once through the ingest pipeline:
     // a clamd connection cannot be held open across PATCH requests (clamd's ReadTimeout).
-    const inspectedOnTheWay = await this.takeInspection(row.id, length);
+    const inspectedOnTheWay = await this.takeInspection(row, length);
     const running = this.deps.ingest.scanning ? undefined : inspectedOnTheWay;
     // Before the new media's first object: the sweep leaves its group alone until the commit.
     const write = await pending.begin(tenant, mediaId);
@@ -475,6 +479,25 @@ export class ResumableUploadService {
   private async forget(id: string): Promise<void> {
     await this.deps.prisma.$executeRaw`DELETE FROM resumable_upload WHERE id = ${id}::uuid`;
   }
+}
+
+/**
+ * Pipes `from` into `to`, and fails `to` when `from` fails or closes before its end,
+ * whenever that happened (the body may have failed while this request awaited the
+ * database): a stage left waiting on a dead source would hold the upload's lock forever.
+ */
+function join<T extends Transform>(from: Readable, to: T): T {
+  const dead = () => from.errored ?? new Error('the body stream closed before its end');
+  if (from.errored || (from.destroyed && !from.readableEnded)) {
+    to.destroy(dead());
+    return to;
+  }
+  from.on('error', (e) => to.destroy(e));
+  from.on('close', () => {
+    if (!from.readableEnded) to.destroy(dead());
+  });
+  from.pipe(to);
+  return to;
 }
 
 /** The largest size an entity type accepts for any of its types. */

@@ -1,15 +1,17 @@
-import { chmod, mkdir, open, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, rm, type FileHandle } from 'node:fs/promises';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { S3Store } from '@tus/s3-store';
 import { ERRORS, type DataStore, type KvStore, type Upload } from '@tus/utils';
+import { errors } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import type { S3Storage } from '../../storage/s3.js';
 
 import { TUS_PREFIX } from './tus-keys.js';
+import { giveBack } from './body-blocks.js';
 
 export { TUS_PREFIX };
 
@@ -39,20 +41,47 @@ const KEY_RE = /^tus-uploads\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 const idOfKey = (key: string) => KEY_RE.exec(key)?.[1];
 
 export function createTusBackend(storage: Storage, o: { blobRoot: string; logger: Logger }): TusBackend {
-  if (storage.driver === 's3') {
-    const s3 = storage as S3Storage;
-    if (typeof s3.clientConfig !== 'function') throw new Error('resumable uploads on S3 need the S3 driver (S3Storage.clientConfig)');
-    return s3Backend(storage, s3.clientConfig());
-  }
-  return localBackend(o.blobRoot);
+  return storage.driver === 's3' ? s3Backend(storage) : localBackend(o.blobRoot);
 }
 
-/** @tus/file-store whose files are readable by the service's user only, like every blob. */
+/**
+ * @tus/file-store whose files are readable by the service's user only, like every
+ * blob, and whose writer gives the body's blocks back once their bytes are in the
+ * file (body-blocks.ts). One write in flight at a time, as FileStore's own
+ * fs.WriteStream does; what was written before a failure stays (tus resumes from the
+ * file's size).
+ */
 class PrivateFileStore extends FileStore {
   override async create(file: Upload): Promise<Upload> {
     const out = await super.create(file);
     await chmod(path.join(this.directory, file.id), 0o600);
     return out;
+  }
+
+  override async write(readable: Readable, id: string, offset: number): Promise<number> {
+    let fh: FileHandle;
+    try {
+      fh = await open(path.join(this.directory, id), 'r+');
+    } catch {
+      throw ERRORS.FILE_NOT_FOUND;
+    }
+    let position = offset;
+    try {
+      for await (const chunk of readable) {
+        const buf = chunk as Buffer;
+        for (let done = 0; done < buf.length; ) {
+          const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+          done += bytesWritten;
+        }
+        position += buf.length;
+        giveBack(buf);
+      }
+    } catch {
+      throw ERRORS.FILE_WRITE_ERROR;
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+    return position;
   }
 }
 
@@ -101,32 +130,46 @@ class BoundedKvStore<T> implements KvStore<T> {
   }
 }
 
-function s3Backend(storage: Storage, clientConfig: ReturnType<S3Storage['clientConfig']>): TusBackend {
+/**
+ * The S3 store is made on first use, with the client configuration of the S3
+ * driver (S3Storage.clientConfig): a storage without one (a test's stand-in) starts
+ * the service all the same, and only its resumable uploads are unavailable.
+ */
+function s3Backend(storage: Storage): TusBackend {
   const cache = new BoundedKvStore<never>(S3_RECORDS_CACHED);
-  const store = new S3Store({
-    s3ClientConfig: clientConfig,
-    partSize: S3_PART_SIZE,
-    maxConcurrentPartUploads: S3_PARTS_IN_FLIGHT,
-    // Expiry is the service's (its rows and the sweep), not bucket lifecycle rules on tags.
-    useTags: false,
-    cache: cache as KvStore<never>,
-  });
+  let made: S3Store | undefined;
+  const s3Store = (): S3Store => {
+    if (made) return made;
+    const clientConfig = (storage as Partial<Pick<S3Storage, 'clientConfig'>>).clientConfig?.();
+    if (!clientConfig) throw errors.storageUnavailable(new Error('resumable uploads need the S3 driver\'s client configuration (S3Storage.clientConfig)'));
+    made = new S3Store({
+      s3ClientConfig: clientConfig,
+      partSize: S3_PART_SIZE,
+      maxConcurrentPartUploads: S3_PARTS_IN_FLIGHT,
+      // Expiry is the service's (its rows and the sweep), not bucket lifecycle rules on tags.
+      useTags: false,
+      cache: cache as KvStore<never>,
+    });
+    return made;
+  };
   const storeId = (id: string) => `${TUS_PREFIX}${id}`;
   return {
-    store,
+    get store() {
+      return s3Store();
+    },
     storeId,
     dataKey: storeId,
     assemble: async (id, length) => {
       if (await storage.head(storeId(id))) return;
       // All parts are there but the multipart upload was not completed (the writer stopped
       // in between): a write of nothing at the end completes it.
-      await store.write(Readable.from([]), storeId(id), length);
+      await s3Store().write(Readable.from([]), storeId(id), length);
     },
     purge: async (id) => {
       const key = storeId(id);
       // Aborts the multipart upload its record names and deletes the object and the record;
       // a record already gone (completed, purged, or never written) leaves the rest to the deletes below.
-      await store.remove(key).catch((e: unknown) => {
+      await s3Store().remove(key).catch((e: unknown) => {
         if (e !== ERRORS.FILE_NOT_FOUND && (e as { name?: string }).name !== 'NoSuchUpload' && (e as { name?: string }).name !== 'NoSuchKey') throw e;
       });
       await cache.delete(key);
