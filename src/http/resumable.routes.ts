@@ -10,7 +10,6 @@ import { ErrorCode, errors, httpStatusOf, isAppError, type AppError } from '../e
 import type { Services } from '../services.js';
 import { factsOf } from './request-facts.js';
 import { sendError } from './respond.js';
-import { isUploadId } from '../modules/resumable-uploads/resumable-upload.service.js';
 import { BLOCK_BYTES, takeBlock } from '../modules/resumable-uploads/body-blocks.js';
 
 /** Where tus clients (tus-js-client, Uppy) create uploads: POST here, then HEAD/PATCH/DELETE the returned Location. */
@@ -65,7 +64,7 @@ export function resumableUploadRoutes(services: Services): Router {
     onIncomingRequest: async (req, id) => {
       // A creation names an id no row has yet; every other request must name one of the caller's tenant.
       if (req.method === 'POST') return;
-      if (!isUploadId(id) || !(await resumable.rowOf(stateOf(req).principal.tenant, id))) throw ERRORS.FILE_NOT_FOUND;
+      if (!(await resumable.belongsTo(stateOf(req).principal.tenant, id))) throw ERRORS.FILE_NOT_FOUND;
     },
     onUploadCreate: async (req, upload: Upload) => {
       const { principal } = stateOf(req);
@@ -179,7 +178,7 @@ export function resumableUploadRoutes(services: Services): Router {
 /**
  * The request body as a web stream of BLOCK_BYTES chunks (the last one smaller),
  * gathered into reused blocks (src/modules/resumable-uploads/body-blocks.ts), with
- * back-pressure: the request is paused while two chunks wait. An error or a cut
+ * back-pressure: the request is paused while a chunk waits (every block held between the body and the file is one a PATCH's answer waits for). An error or a cut
  * connection errors the stream (tus then stores what it had).
  */
 function coalescedBody(req: IncomingMessage): ReadableStream<Uint8Array> {
@@ -228,7 +227,7 @@ function coalescedBody(req: IncomingMessage): ReadableStream<Uint8Array> {
         req.resume();
       },
     },
-    { highWaterMark: 2 },
+    { highWaterMark: 1 },
   );
 }
 

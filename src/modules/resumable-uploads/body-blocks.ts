@@ -10,8 +10,8 @@ import { KeptBuffers } from '../../util/kept-buffers.js';
  * The contract that makes reuse safe: only the local store's writer gives a block
  * back, once the file holds its bytes, and every stage between gathering and that
  * writer passes chunks on or copies what it keeps (tus's PassThrough and
- * StreamLimiter, the head gate, which copies the first bytes it holds back, and the
- * inspection tee, whose hash and probes copy). A block that is never given back (the
+ * StreamLimiter, and the head gate, which copies the first bytes it holds back and
+ * feeds the inspection, whose hash and probes copy). A block that is never given back (the
  * S3 store, an error) is simply collected.
  */
 export const BLOCK_BYTES = 1024 * 1024;
