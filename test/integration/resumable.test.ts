@@ -460,6 +460,9 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     const data = await mp4Bytes(12 * MiB);
     const first = await tus(data, { token, cutAt: 10 * MiB });
     const id = idOf(first.url!);
+    // HEAD takes the upload's lock: it answers once the server is done with the cut PATCH
+    // (a sweep while that PATCH still holds the lock leaves the upload alone, rightly).
+    expect(Number((await call('HEAD', first.url!, token)).headers.get('upload-offset'))).toBeGreaterThan(0);
     // An interrupted removal: the row went, the bytes stayed.
     await app.db.prisma.$executeRaw`DELETE FROM resumable_upload WHERE id = ${id}::uuid`;
     expect((await tusObjects(id)).length).toBeGreaterThan(0);

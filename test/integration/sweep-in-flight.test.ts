@@ -1,9 +1,9 @@
 // The sweep never deletes work in flight (SPEC 15): writes are protected by their
 // pending-write records, not by timing; ages are read on one clock each; the lock
 // is held for the whole run (and losing it stops the sweep); the listing is read
-// in pages. Slow commits are made real with a PostgreSQL trigger that sleeps in
-// the transaction of one tenant's rows, so the sweep runs between an upload's
-// store and its commit exactly as it would under load.
+// in pages. Slow commits are made real with a PostgreSQL trigger that holds the
+// transaction of one tenant's rows until the test lets it go (db-faults.ts), so the
+// sweep runs between an upload's store and its commit exactly as it would under load.
 import { createHash, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import sharp from 'sharp';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CompleteDirectUploadDocument, CreateAssetDocument, CreateDirectUploadDocument, UpdateAssetDocument, UploadDocument } from '../generated/graphql.js';
 import { newTenant, startTestApp, type TestApp } from '../helpers/app.js';
 import { gql, ok } from '../helpers/client.js';
+import { DbFaults, type FaultTable } from '../helpers/db-faults.js';
 import { jpeg, pdfBytes } from '../helpers/files.js';
 import { storedKeys } from '../helpers/stored.js';
 import { sweepTenant } from '../helpers/sweep.js';
@@ -20,49 +21,23 @@ import type { ListedObject, Storage } from '../../src/storage/storage.js';
 import { createLogger } from '../../src/logger.js';
 
 let app: TestApp;
+let db: DbFaults;
 beforeAll(async () => {
   app = await startTestApp({ env: { SWEEP_INTERVAL_SECONDS: '0' } });
-  // Sleeps in the transaction that writes (or updates) a row of a tenant listed in slow_commit_tenant.
-  await app.db.pool.query(`
-    -- Not in the public schema: schema.test.ts (running at the same time) compares every public table with schema.prisma.
-    CREATE SCHEMA IF NOT EXISTS test_faults;
-    CREATE TABLE IF NOT EXISTS test_faults.slow_commit_tenant (tenant_id text PRIMARY KEY, seconds float NOT NULL, tables text[] NOT NULL);
-    CREATE OR REPLACE FUNCTION slow_commit() RETURNS trigger AS $$
-    DECLARE s float;
-    BEGIN
-      SELECT seconds INTO s FROM test_faults.slow_commit_tenant WHERE tenant_id = NEW.tenant_id AND TG_TABLE_NAME = ANY(tables);
-      IF s IS NOT NULL THEN PERFORM pg_sleep(s); END IF;
-      RETURN NEW;
-    END $$ LANGUAGE plpgsql;
-    DROP TRIGGER IF EXISTS slow_commit_media ON media;
-    CREATE TRIGGER slow_commit_media BEFORE INSERT ON media FOR EACH ROW EXECUTE FUNCTION slow_commit();
-    DROP TRIGGER IF EXISTS slow_commit_asset ON asset;
-    CREATE TRIGGER slow_commit_asset BEFORE INSERT OR UPDATE ON asset FOR EACH ROW EXECUTE FUNCTION slow_commit();
-    -- A render records itself in the transaction that settles its pending write.
-    DROP TRIGGER IF EXISTS slow_commit_render ON image_render;
-    CREATE TRIGGER slow_commit_render BEFORE INSERT ON image_render FOR EACH ROW EXECUTE FUNCTION slow_commit();
-    -- A direct upload's completion finishes its ticket first in the commit transaction, before its pending write is settled.
-    DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload;
-    CREATE TRIGGER slow_commit_ticket BEFORE UPDATE ON direct_upload FOR EACH ROW
-      WHEN (NEW.completed_at IS NOT NULL AND OLD.completed_at IS NULL) EXECUTE FUNCTION slow_commit();
-  `);
+  db = new DbFaults((text, values) => app.db.pool.query(text, values as unknown[]));
 });
 afterAll(async () => {
-  // Other test files share this database: the triggers go (they only ever slowed listed tenants).
-  await app?.db.pool.query(
-    'DROP TRIGGER IF EXISTS slow_commit_media ON media; DROP TRIGGER IF EXISTS slow_commit_asset ON asset; DROP TRIGGER IF EXISTS slow_commit_ticket ON direct_upload; DROP TRIGGER IF EXISTS slow_commit_render ON image_render',
-  );
+  await db?.clear();
   await app?.close();
 });
 
-/** Makes the writes of a tenant's rows to `tables` sleep in their transaction (within Prisma's 5 s transaction timeout). */
-const slow = (tenant: string, seconds: number, tables = ['media', 'asset']) =>
-  app.db.pool.query('INSERT INTO test_faults.slow_commit_tenant VALUES ($1, $2, $3) ON CONFLICT (tenant_id) DO UPDATE SET seconds = $2, tables = $3', [tenant, seconds, tables]);
+/** Holds the transaction that writes one of the tenant's rows into `tables` in that write, until released (at most 4.5 s: Prisma's transaction timeout is 5 s). */
+const hold = (tenant: string, tables: FaultTable[]) => db.hold(tenant, tables);
 const sha256b64 = (b: Buffer) => createHash('sha256').update(b).digest('base64');
 
 const sweepNow = (tenant: string, service = app.services.sweep) => sweepTenant(app, tenant, 0, service);
 
-/** Waits until the tenant has stored objects matching `match` (the write reached the store; its commit sleeps). */
+/** Waits until the tenant has stored objects matching `match` (the write reached the store; its commit waits). */
 async function untilStored(tenant: string, match: (keys: string[]) => boolean): Promise<string[]> {
   for (let i = 0; i < 200; i++) {
     const keys = await storedKeys(app, tenant);
@@ -81,17 +56,18 @@ describe('the sweep and writes in flight', () => {
   it('an upload between its store and its commit survives a sweep with no grace period, and serves its bytes', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
-    // As long as the commit's transaction may take (Prisma's 5 s): the checks below run before it commits, even on a loaded machine.
-    await slow(tenant, 4.5);
+    // The commit's transaction waits in its insert until the checks below are done.
+    const release = await hold(tenant, ['media']);
     const file = await jpeg(900, 600);
     const uploading = ok(app.url, UploadDocument, { input: { file, entity: { type: 'property', id: 'p1' } } }, { token });
-    // The original is stored (all an upload stores: its variants render on request); the commit sleeps in its transaction.
+    // The original is stored (all an upload stores: its variants render on request); the commit waits in its transaction.
     const before = await untilStored(tenant, (k) => k.some((x) => x.endsWith('/original')));
     expect(before).toHaveLength(1);
     expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
     const report = await sweepNow(tenant);
     expect(report.orphanGroupsDeleted).toBe(0);
     expect(await storedKeys(app, tenant)).toEqual(before);
+    await release();
     const media = (await uploading).upload;
     expect(before).toEqual([`${tenant}/${media.id}/original`]);
     const served = await bytesAt(media.url!);
@@ -108,9 +84,9 @@ describe('the sweep and writes in flight', () => {
     const token = await app.token(tenant);
     const media = (await ok(app.url, UploadDocument, { input: { file: await jpeg(900, 600), entity: { type: 'property', id: 'p1' } } }, { token })).upload;
     const original = `${tenant}/${media.id}/original`;
-    await slow(tenant, 3, ['image_render']);
+    const release = await hold(tenant, ['image_render']);
     const rendering = fetch(`${app.url}/media/${media.id}/variants/MEDIUM`, { headers: { authorization: `Bearer ${token}` } });
-    // The render's object is stored; its row's transaction sleeps.
+    // The render's object is stored; its row's transaction waits.
     const before = (await untilStored(tenant, (k) => k.length === 2)).sort();
     const renderKey = before.find((k) => k !== original)!;
     expect(renderKey).toMatch(new RegExp(`^${tenant}/${media.id}/r-[0-9a-f]{32}$`));
@@ -122,6 +98,7 @@ describe('the sweep and writes in flight', () => {
     const report = await sweepNow(tenant);
     expect(report).toMatchObject({ orphanGroupsDeleted: 0, staleMediaObjectsDeleted: 0, staleRendersRemoved: 0 });
     expect((await storedKeys(app, tenant)).sort()).toEqual(before);
+    await release();
     const res = await rendering;
     expect(res.status).toBe(200);
     expect(res.headers.get('x-render-outcome')).toBe('rendered');
@@ -130,7 +107,6 @@ describe('the sweep and writes in flight', () => {
     expect(rows.map((r) => r.storageKey)).toEqual([renderKey]);
     expect((await app.db.pool.query('SELECT count(*)::int AS n FROM pending_write WHERE tenant_id = $1', [tenant])).rows[0].n).toBe(0);
     // Committed: a later sweep keeps it (its row claims it), and it is served from the store.
-    await slow(tenant, 0);
     expect(await sweepNow(tenant)).toMatchObject({ orphanGroupsDeleted: 0, staleMediaObjectsDeleted: 0 });
     expect((await storedKeys(app, tenant)).sort()).toEqual(before);
     const again = await fetch(`${app.url}/media/${media.id}/variants/MEDIUM`, { headers: { authorization: `Bearer ${token}` } });
@@ -145,11 +121,13 @@ describe('the sweep and writes in flight', () => {
     const t = (await ok(app.url, CreateDirectUploadDocument, { input: { filename: 'lease.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: sha256b64(bytes) } }, { token })).createDirectUpload;
     expect((await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
     const ticketGroup = t.key.split('/')[1]!;
-    await slow(tenant, 3);
+    const release = await hold(tenant, ['media']);
     const completing = ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token });
-    // The verified copy in the new media's group exists; the commit sleeps.
+    // The verified copy in the new media's group exists; the commit waits.
     await untilStored(tenant, (k) => k.some((x) => !x.includes(ticketGroup) && x.endsWith('/original')));
+    expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
     await sweepNow(tenant);
+    await release();
     const media = (await completing).completeDirectUpload;
     const served = await bytesAt(media.url!);
     expect(served.status).toBe(200);
@@ -159,19 +137,23 @@ describe('the sweep and writes in flight', () => {
   it('a new asset, and an asset\'s new revision, survive a sweep between their store and their commit', async () => {
     const tenant = newTenant();
     const token = await app.token(tenant);
-    await slow(tenant, 3);
+    let release = await hold(tenant, ['asset']);
     const first = await jpeg(640, 480, 'banner.jpg');
     const creating = ok(app.url, CreateAssetDocument, { input: { type: 'BLOB', access: 'PUBLIC', file: first } }, { token });
     await untilStored(tenant, (k) => k.some((x) => x.endsWith('/original')));
+    expect(await app.db.prisma.asset.count({ where: { tenantId: tenant } })).toBe(0);
     await sweepNow(tenant);
+    await release();
     const asset = (await creating).createAsset;
     expect((await bytesAt(asset.publicUrl!)).body.equals(Buffer.from(await first.arrayBuffer()))).toBe(true);
 
     const before = await storedKeys(app, tenant);
     const second = await jpeg(320, 240, 'banner2.jpg');
+    release = await hold(tenant, ['asset']);
     const updating = ok(app.url, UpdateAssetDocument, { id: asset.id, input: { version: 1, file: second } }, { token });
     await untilStored(tenant, (k) => k.length > before.length && k.filter((x) => x.endsWith('/original')).length === 2);
     await sweepNow(tenant);
+    await release();
     const updated = (await updating).updateAsset;
     const served = await bytesAt(updated.publicUrl!);
     expect(served.status).toBe(200);
@@ -201,20 +183,20 @@ describe('the sweep and writes in flight', () => {
     const t = (await ok(app.url, CreateDirectUploadDocument, { input: { filename: 'a.pdf', contentType: 'application/pdf', byteSize: bytes.length, checksum: sha256b64(bytes) } }, { token })).createDirectUpload;
     expect((await fetch(t.url, { method: 'PUT', headers: t.headers.all as Record<string, string>, body: bytes })).status).toBe(200);
     const ticketGroup = t.key.split('/')[1]!;
-    await slow(tenant, 3, ['direct_upload']);
+    const release = await hold(tenant, ['direct_upload']);
     const completing = gql(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token });
     await untilStored(tenant, (k) => k.some((x) => !x.includes(ticketGroup)));
-    // The completion's transaction sleeps before it settles its record. As if the writer had
+    // The completion's transaction waits before it settles its record. As if the writer had
     // stalled for ten minutes: the record is stale, and the sweep removes it and the copy no row claims.
     await app.db.pool.query("UPDATE pending_write SET touched_at = now() - interval '11 minutes' WHERE tenant_id = $1", [tenant]);
     const report = await sweepNow(tenant);
     expect(report).toMatchObject({ stalePendingWritesRemoved: 1, orphanGroupsDeleted: 1 });
+    await release();
     const refused = await completing;
     expect(refused.errors?.[0]?.extensions?.['code']).toBe('STORAGE_UNAVAILABLE');
     expect(await app.db.prisma.media.count({ where: { tenantId: tenant } })).toBe(0);
     expect((await storedKeys(app, tenant)).every((k) => k.includes(ticketGroup))).toBe(true);
     // Nothing committed: the ticket is still usable, and completes once the database is quick again.
-    await slow(tenant, 0);
     const media = (await ok(app.url, CompleteDirectUploadDocument, { signedId: t.signedId, entity: { type: 'company', id: 'c1' } }, { token })).completeDirectUpload;
     expect((await bytesAt(media.url!)).body.equals(bytes)).toBe(true);
   });
