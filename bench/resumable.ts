@@ -1,12 +1,14 @@
 // Resumable upload benchmark (SPEC 14): a 1 GiB file through tus (/uploads/resumable,
 // PATCH requests of --chunks MiB) against the same file through GraphQL `upload`,
 // side by side in one run, alternating, medians of N runs; stored size and SHA-256
-// checked after every run. With --drivers s3 (s3rver in its own process) it also
+// checked after every run. --drivers s3 runs it on s3rver (in its own process),
+// rgw on a single-node Ceph RGW (the store that behaves like production: completing
+// a multipart upload and a server-side copy move no bytes). With s3 it also
 // measures the two ways a finished upload's bytes can reach the media's key on S3:
 // a server-side copy then a verifying read (what the service does), or one read that
 // is verified while it is written again (put).
 //
-//   npm run bench:resumable [-- --size 1024 --runs 3 --chunks 0,64 --drivers local,s3 --client raw|tus-js-client]
+//   npm run bench:resumable [-- --size 1024 --runs 3 --chunks 0,64 --drivers local,s3,rgw --client raw|tus-js-client]
 //
 // --chunks: bytes per PATCH in MiB, one table row each; 0 is the whole file in one
 // PATCH, what tus-js-client and Uppy send by default (chunkSize Infinity).
@@ -42,7 +44,7 @@ const values = benchArgs(
     profile: { type: 'string' },
   },
   {
-    usage: 'npm run bench:resumable [-- --size 1024 --runs 3 --chunks 0,64 --drivers local,s3 --client raw|tus-js-client --dir DIR]',
+    usage: 'npm run bench:resumable [-- --size 1024 --runs 3 --chunks 0,64 --drivers local,s3,rgw --client raw|tus-js-client --dir DIR]',
     summary:
       'tus (/uploads/resumable) against GraphQL upload for one file, alternating, medians, stored bytes checked; on s3 also copy+read against read+put for completion. ' +
       'Starts the service (and s3rver) itself; progress on stderr.',
@@ -50,7 +52,7 @@ const values = benchArgs(
       '--size MiB': 'file size in MiB (default 1024)',
       '--runs N': 'timed runs per side (default 3)',
       '--chunks MiB,…': 'bytes per PATCH in MiB, a row each; 0: the whole file in one PATCH, tus-js-client\'s default (default 0,64)',
-      '--drivers D,…': 'local, s3 (s3rver) (default local)',
+      '--drivers D,…': 'local, s3 (s3rver), rgw (Ceph RGW) (default local)',
       '--client C': 'raw (PATCH requests from reused buffers) or tus-js-client (default raw)',
       '--dir DIR': 'keep the test file here (default: a temporary directory, removed at the end)',
       '--profile DIR': 'write V8 CPU profiles of the service into DIR when it stops',
@@ -60,7 +62,9 @@ const values = benchArgs(
 const size = Number(values.size) * MiB;
 const runs = Number(values.runs);
 const chunkSizes = values.chunks!.split(',').map((c) => Number(c) * MiB || size);
-const drivers = values.drivers!.split(',') as ('local' | 's3')[];
+type Driver = 'local' | 's3' | 'rgw';
+const drivers = values.drivers!.split(',') as Driver[];
+for (const d of drivers) if (!['local', 's3', 'rgw'].includes(d)) throw new Error(`--drivers: ${d} is not local, s3 or rgw`);
 const client = values.client as 'raw' | 'tus-js-client';
 if (client !== 'raw' && client !== 'tus-js-client') throw new Error('--client is raw or tus-js-client');
 const JWT_SECRET = 'bench-secret-bench-secret-bench-secret-0123';
@@ -198,7 +202,7 @@ async function main(): Promise<void> {
   if (!values.dir) await rm(work, { recursive: true, force: true });
 }
 
-async function benchDriver(driver: 'local' | 's3', work: string, file: string, sha: string): Promise<Row[]> {
+async function benchDriver(driver: Driver, work: string, file: string, sha: string): Promise<Row[]> {
   const dataDir = path.join(work, `data-${driver}`);
   await rm(dataDir, { recursive: true, force: true });
   let s3: BenchStore | undefined;
@@ -213,8 +217,8 @@ async function benchDriver(driver: 'local' | 's3', work: string, file: string, s
     // A free port for the service's embedded PostgreSQL: another one may hold the default.
     EMBEDDED_PG_PORT: '0',
   };
-  if (driver === 's3') {
-    s3 = await startBenchStore('s3', path.join(work, driver), BUCKET);
+  if (driver !== 'local') {
+    s3 = await startBenchStore(driver, path.join(work, driver), BUCKET);
     Object.assign(env, s3.env);
   }
   const profile = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];

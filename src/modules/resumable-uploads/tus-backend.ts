@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
-import { S3Store } from '@tus/s3-store';
+import type { S3Store } from '@tus/s3-store';
 import { ERRORS, type DataStore, type KvStore, type Upload } from '@tus/utils';
 import { errors } from '../../errors/index.js';
 import type { Logger } from '../../logger.js';
@@ -12,12 +12,13 @@ import type { S3Storage } from '../../storage/s3.js';
 
 import { TUS_PREFIX } from './tus-keys.js';
 import { giveBack } from './body-blocks.js';
+import { MemoryPartsS3Store } from './s3-memory-parts.js';
 
 export { TUS_PREFIX };
 
 /** S3 part size of resumable uploads (tus's default; at least S3's 5 MiB minimum). */
 const S3_PART_SIZE = 8 * 1024 * 1024;
-/** Parts in flight at once per instance (each buffered in a temporary file first). */
+/** Parts gathered or in flight at once per instance (each one buffer of S3_PART_SIZE: 64 MiB at most). */
 const S3_PARTS_IN_FLIGHT = 8;
 /** Upload records an instance keeps in memory (the S3 store re-reads a record it dropped). */
 const S3_RECORDS_CACHED = 10_000;
@@ -142,10 +143,10 @@ function s3Backend(storage: Storage): TusBackend {
     if (made) return made;
     const clientConfig = (storage as Partial<Pick<S3Storage, 'clientConfig'>>).clientConfig?.();
     if (!clientConfig) throw errors.storageUnavailable(new Error('resumable uploads need the S3 driver\'s client configuration (S3Storage.clientConfig)'));
-    made = new S3Store({
+    made = new MemoryPartsS3Store({
       s3ClientConfig: clientConfig,
       partSize: S3_PART_SIZE,
-      maxConcurrentPartUploads: S3_PARTS_IN_FLIGHT,
+      partsInFlight: S3_PARTS_IN_FLIGHT,
       // Expiry is the service's (its rows and the sweep), not bucket lifecycle rules on tags.
       useTags: false,
       cache: cache as KvStore<never>,
