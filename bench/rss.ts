@@ -1,5 +1,5 @@
 // Resident memory of the two ways to start the service, side by side in one run:
-// `npm start` (the tsx CLI running src/main.ts, compiling TypeScript in the process)
+// `npm start` (node --import tsx src/main.ts, compiling TypeScript in the process)
 // and `npm run start:prod` (NODE_ENV=production node dist/main.js, the output of
 // `npm run build`). Both on their defaults: embedded PostgreSQL, blobs on local disk.
 // For each: VmRSS of the service's node process (not its PostgreSQL children) at idle
@@ -8,9 +8,10 @@
 //
 //   npm run bench:rss [-- --size 1024 --runs 3 --idle 5 --no-build]
 //
-// The tsx CLI runs the service in a child node process and stays alive beside it;
-// its own RSS is shown apart ("wrapper"). npm's process, which `npm start` and
-// `npm run start:prod` both keep alive, is in neither.
+// A start through the tsx CLI (what `npm start` ran before 2026-12-03) runs the
+// service in a child node process and stays alive beside it; such a wrapper's own
+// RSS is shown apart. npm's process, which `npm start` and `npm run start:prod` both
+// keep alive, is in neither.
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, readlink, realpath, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -44,7 +45,7 @@ interface Mode {
 }
 
 const MODES: Mode[] = [
-  { name: 'tsx (npm start)', command: 'tsx src/main.ts', args: [path.join(ROOT, 'node_modules/tsx/dist/cli.mjs'), 'src/main.ts'], env: {} },
+  { name: 'tsx (npm start)', command: 'node --import tsx src/main.ts', args: ['--import', 'tsx', 'src/main.ts'], env: {} },
   { name: 'compiled (npm run start:prod)', command: 'NODE_ENV=production node dist/main.js', args: ['dist/main.js'], env: { NODE_ENV: 'production' } },
 ];
 

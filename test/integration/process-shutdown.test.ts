@@ -24,13 +24,22 @@ function storeEnv(): Record<string, string> {
   return { DATABASE_URL: inject('databaseUrl'), ...testS3Env() };
 }
 
-async function runAndStop(signal: 'SIGTERM' | 'SIGINT') {
+/** npm beside this node (the one `npm ci` ran with), else the first on PATH. */
+const NPM = existsSync(path.join(path.dirname(process.execPath), 'npm')) ? path.join(path.dirname(process.execPath), 'npm') : 'npm';
+
+/**
+ * Starts the service (`node --import tsx src/main.ts`, or `npm start` itself) and sends
+ * `signal` to the process started: with npm, to npm, as a process manager whose
+ * command is `npm start` does (docker stop, systemd's main pid).
+ */
+async function runAndStop(signal: 'SIGTERM' | 'SIGINT', how: 'node' | 'npm start' = 'node') {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'media-api-shutdown-'));
   dirs.push(dataDir);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const [command, args] = how === 'node' ? [process.execPath, ['--import', 'tsx', 'src/main.ts']] : [NPM, ['start']];
+  const child = spawn(command, args, {
     cwd: path.resolve(import.meta.dirname, '../..'),
     // EMBEDDED_PG_PORT=0: a free port (the fixed default would collide across parallel runs).
-    env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? os.tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, EMBEDDED_PG_PORT: '0', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info', ...storeEnv() },
+    env: { PATH: `${path.dirname(process.execPath)}${path.delimiter}${process.env['PATH'] ?? ''}`, HOME: process.env['HOME'] ?? os.tmpdir(), PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, EMBEDDED_PG_PORT: '0', JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: 'info', ...storeEnv() },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -57,8 +66,14 @@ async function runAndStop(signal: 'SIGTERM' | 'SIGINT') {
 }
 
 describe(`the service stops cleanly on a signal (${STORAGE_DRIVER})`, () => {
-  it.each(['SIGTERM', 'SIGINT'] as const)('%s: shuts down on its own, exit code 0, nothing left running', async (signal) => {
-    const { end, ms, out, dataDir, url } = await runAndStop(signal);
+  it.each([
+    ['SIGTERM', 'node'],
+    ['SIGINT', 'node'],
+    // npm forwards the signal to its script's process: the script execs node, so that is the service
+    // (through sh -c alone, sh died and the service kept running, with its PostgreSQL, unsignalled).
+    ['SIGTERM', 'npm start'],
+  ] as const)('%s to %s: shuts down on its own, exit code 0, nothing left running', async (signal, how) => {
+    const { end, ms, out, dataDir, url } = await runAndStop(signal, how);
     expect(end, out).toEqual({ code: 0, signal: null });
     expect(ms).toBeLessThan(20_000);
     expect(out).toContain('"msg":"shutting down"');
