@@ -397,10 +397,10 @@ describe('database failing after the storage write', () => {
 
   /** A real PostgreSQL error on insert into `table` for one tenant only. */
   const failInserts = (table: 'media' | 'media_attachment' | 'media_role', tenant: string) => db.fail(tenant, table);
-  const dropTriggers = () => db.clear();
+  const clearFaults = () => db.clear();
 
   afterAll(async () => {
-    await dropTriggers();
+    await clearFaults();
   });
 
   function expectMaskedInternal(r: GqlResult<unknown>): void {
@@ -436,7 +436,7 @@ describe('database failing after the storage write', () => {
         // …and is gone now, with every row of the transaction.
         await expectNothingLeft(tenant);
       } finally {
-        await dropTriggers();
+        await clearFaults();
       }
       await expectStillServing();
       // The same tenant uploads fine once the database is healthy again.
@@ -463,7 +463,7 @@ describe('database failing after the storage write', () => {
       expect(new Set(written.filter((k) => k.endsWith('/original')).map((k) => k.split('/')[1])).size).toBe(3);
       await expectNothingLeft(tenant);
     } finally {
-      await dropTriggers();
+      await clearFaults();
     }
     await expectStillServing();
   });
@@ -484,7 +484,7 @@ describe('database failing after the storage write', () => {
       expect(faults.writtenFor(tenant).filter((k) => k.endsWith('/original'))).toHaveLength(3);
       await expectNothingLeft(tenant);
     } finally {
-      await dropTriggers();
+      await clearFaults();
     }
     await expectStillServing();
   });

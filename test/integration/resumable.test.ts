@@ -14,7 +14,7 @@ import { ok } from '../helpers/client.js';
 import { mp4, pdfBytes } from '../helpers/files.js';
 import { recordUncaught } from '../helpers/security.js';
 import { sweepTenant } from '../helpers/sweep.js';
-import { TUS_PREFIX } from '../../src/modules/resumable-uploads/tus-keys.js';
+import { TUS_PREFIX, tusIdOfKey } from '../../src/modules/resumable-uploads/tus-keys.js';
 import { ResumableSweep } from '../../src/modules/resumable-uploads/resumable-sweep.js';
 import { createTusBackend } from '../../src/modules/resumable-uploads/tus-backend.js';
 import { createLogger } from '../../src/logger.js';
@@ -531,7 +531,7 @@ describe(`resumable uploads (tus, ${STORAGE_DRIVER})`, () => {
     // Other test files create resumable uploads in the same store meanwhile: each of theirs has
     // its row before its first byte. Nothing new under the prefix is without a row.
     const added = (await app.services.storage.list(TUS_PREFIX)).map((x) => x.key).filter((k) => !before.has(k));
-    const ids = [...new Set(added.map((k) => /^tus-uploads\/([0-9a-f-]{36})/.exec(k)?.[1] ?? k))];
+    const ids = [...new Set(added.map((k) => tusIdOfKey(k) ?? k))];
     const claimed = new Set((await app.db.pool.query<{ id: string }>('SELECT id::text AS id FROM resumable_upload WHERE id::text = ANY($1)', [ids])).rows.map((r) => r.id));
     expect(ids.filter((id) => !claimed.has(id))).toEqual([]);
     // A declared type the entity does not accept: 415 at creation.

@@ -10,7 +10,7 @@ import type { Logger } from '../../logger.js';
 import type { Storage } from '../../storage/index.js';
 import type { S3Storage } from '../../storage/s3.js';
 
-import { TUS_PREFIX } from './tus-keys.js';
+import { TUS_PREFIX, tusIdOfKey } from './tus-keys.js';
 import { giveBack } from './body-blocks.js';
 import { MemoryPartsS3Store } from './s3-memory-parts.js';
 
@@ -37,9 +37,6 @@ export interface TusBackend {
   /** The upload id of a storage key under TUS_PREFIX (the sweep lists them), or undefined. */
   idOfKey(key: string): string | undefined;
 }
-
-const KEY_RE = /^tus-uploads\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.(?:info|part|json))?$/;
-const idOfKey = (key: string) => KEY_RE.exec(key)?.[1];
 
 export function createTusBackend(storage: Storage, o: { blobRoot: string; logger: Logger }): TusBackend {
   return storage.driver === 's3' ? s3Backend(storage) : localBackend(o.blobRoot);
@@ -110,7 +107,7 @@ function localBackend(blobRoot: string): TusBackend {
       await rm(path.join(directory, id), { force: true });
       await rm(path.join(directory, `${id}.json`), { force: true });
     },
-    idOfKey,
+    idOfKey: tusIdOfKey,
   };
 }
 
@@ -177,6 +174,6 @@ function s3Backend(storage: Storage): TusBackend {
       // The store's remove() leaves the incomplete part (`.part`) behind, and keeps everything when its record is gone.
       for (const k of [key, `${key}.info`, `${key}.part`]) await storage.delete(k);
     },
-    idOfKey,
+    idOfKey: tusIdOfKey,
   };
 }

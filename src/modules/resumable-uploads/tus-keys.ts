@@ -6,3 +6,8 @@
  * prefix of the bucket, so that completion is a server-side copy.
  */
 export const TUS_PREFIX = 'tus-uploads/';
+
+const KEY_RE = /^tus-uploads\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.(?:info|part|json))?$/;
+
+/** The upload id of a storage key under TUS_PREFIX (its bytes, or the store's .info/.part/.json), or undefined. */
+export const tusIdOfKey = (key: string): string | undefined => KEY_RE.exec(key)?.[1];
